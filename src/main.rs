@@ -1,0 +1,129 @@
+//! The `authwatch` command line: run the daemon, or check a configuration file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use authwatch::app::App;
+use authwatch::config::Config;
+use authwatch::server;
+
+pub const DEFAULT_LISTEN: &str = ":9868";
+
+#[derive(Debug, Parser)]
+#[command(name = "authwatch", version, about = "Probes what Clerk authentication depends on and exports Prometheus metrics.")]
+struct Cli {
+    /// Configuration file (YAML). Without it the embedded default config is used.
+    #[arg(long = "config.file", global = true, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Address to serve /metrics on; ":9868" means every interface.
+    #[arg(long = "web.listen-address", global = true, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: String,
+    /// Log level.
+    #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
+    log_level: String,
+    /// Log format.
+    #[arg(long = "log.format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration file and exit (non-zero with file:line:column on error).
+    CheckConfig,
+}
+
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,authwatch={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Go-style `:port` means every interface, as in other Prometheus exporters.
+fn listen_address(s: &str) -> String {
+    match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    }
+}
+
+fn check_config(cli: &Cli) -> ExitCode {
+    match Config::load(cli.config_file.as_deref()) {
+        Ok(c) => {
+            let names: Vec<&str> = c.probes.iter().map(|p| p.name.as_str()).collect();
+            println!("{}: OK, {} probes: {}", c.source, names.len(), names.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config_file.as_deref())?;
+    let listener = server::bind(&listen_address(&cli.listen))
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    tracing::info!(config = %config.source, probes = config.probes.len(), "starting");
+    let app = App::start(&config);
+    let server = tokio::spawn(server::serve(listener, app.clone()));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    app.shutdown();
+    server.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {},
+                _ = i.recv() => {},
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::CheckConfig)) {
+        return check_config(&cli);
+    }
+    init_logging(&cli.log_level, &cli.log_format);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("authwatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("authwatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A writer for the Prometheus text format 0.0.4 and OpenMetrics 1.0, the two formats a
+//! Prometheus server negotiates. Families are described once; the format decides the spelling.
+
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+/// A metric family. Counter names are given without the `_total` suffix.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub ty: MetricType,
+}
+
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug)]
+pub struct Encoder {
+    out: String,
+    openmetrics: bool,
+}
+
+/// Formats a sample value the way both parsers accept.
+pub fn format_value(v: f64, out: &mut String) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Encoder {
+    pub fn new(openmetrics: bool) -> Self {
+        Encoder {
+            out: String::with_capacity(64 * 1024),
+            openmetrics,
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        if self.openmetrics {
+            CONTENT_TYPE_OPENMETRICS
+        } else {
+            CONTENT_TYPE_TEXT
+        }
+    }
+
+    /// Writes the HELP and TYPE lines; samples of the family must follow.
+    pub fn header(&mut self, f: &Family) {
+        let (name, ty) = match (f.ty, self.openmetrics) {
+            (MetricType::Counter, false) => (format!("{}_total", f.name), "counter"),
+            (MetricType::Counter, true) => (f.name.to_string(), "counter"),
+            (MetricType::Gauge, _) => (f.name.to_string(), "gauge"),
+            (MetricType::Histogram, _) => (f.name.to_string(), "histogram"),
+        };
+        let _ = write!(self.out, "# HELP {name} ");
+        escape_help(f.help, &mut self.out);
+        let _ = writeln!(self.out, "\n# TYPE {name} {ty}");
+    }
+
+    fn line(&mut self, name: &str, suffix: &str, labels: &[(&str, &str)], extra: Option<(&str, &str)>, v: f64) {
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        let all = labels.iter().copied().chain(extra);
+        let mut first = true;
+        for (k, val) in all {
+            self.out.push(if first { '{' } else { ',' });
+            first = false;
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            escape_label(val, &mut self.out);
+            self.out.push('"');
+        }
+        if !first {
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        format_value(v, &mut self.out);
+        self.out.push('\n');
+    }
+
+    /// One gauge or counter sample of `f`.
+    pub fn sample(&mut self, f: &Family, labels: &[(&str, &str)], v: f64) {
+        let suffix = if f.ty == MetricType::Counter { "_total" } else { "" };
+        self.line(f.name, suffix, labels, None, v);
+    }
+
+    /// A whole histogram series: cumulative bucket counts for `bounds`, then sum and count.
+    pub fn histogram(&mut self, f: &Family, labels: &[(&str, &str)], bounds: &[f64], cumulative: &[u64], sum: f64, count: u64) {
+        for (b, c) in bounds.iter().zip(cumulative) {
+            let le = if b.fract() == 0.0 { format!("{b:.1}") } else { format!("{b}") };
+            self.line(f.name, "_bucket", labels, Some(("le", &le)), *c as f64);
+        }
+        self.line(f.name, "_bucket", labels, Some(("le", "+Inf")), count as f64);
+        self.line(f.name, "_sum", labels, None, sum);
+        self.line(f.name, "_count", labels, None, count as f64);
+    }
+
+    pub fn finish(mut self) -> String {
+        if self.openmetrics {
+            self.out.push_str("# EOF\n");
+        }
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: Family = Family {
+        name: "x_runs",
+        help: "Runs.",
+        ty: MetricType::Counter,
+    };
+
+    #[test]
+    fn counters_are_spelt_per_format() {
+        let mut e = Encoder::new(false);
+        e.header(&C);
+        e.sample(&C, &[("probe", "a\"b\\c\nd")], 3.0);
+        let t = e.finish();
+        assert!(t.contains("# TYPE x_runs_total counter\n"), "{t}");
+        assert!(t.contains("x_runs_total{probe=\"a\\\"b\\\\c\\nd\"} 3\n"), "{t}");
+        let mut e = Encoder::new(true);
+        e.header(&C);
+        e.sample(&C, &[], 0.5);
+        let t = e.finish();
+        assert!(t.contains("# TYPE x_runs counter\nx_runs_total 0.5\n# EOF\n"), "{t}");
+    }
+}

@@ -1,0 +1,164 @@
+//! One DNS query against one server over UDP or TCP, returning the raw rcode and answers.
+//!
+//! Deliberately no cache and no retries: the DNS probe must see exactly what each server says.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::failure::Reason;
+
+/// What a server answered.
+#[derive(Debug, Clone)]
+pub struct DnsReply {
+    /// The numeric rcode (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED).
+    pub rcode: u16,
+    /// Records in the answer section, of any type (CNAMEs included).
+    pub answer_count: usize,
+    /// A and AAAA addresses from the answer section.
+    pub addrs: Vec<IpAddr>,
+}
+
+impl DnsReply {
+    /// The failure this reply amounts to for a lookup that wants answers of `rtype`.
+    pub fn failure(&self) -> Option<Reason> {
+        match self.rcode {
+            0 if self.answer_count == 0 => Some(Reason::DnsNodata),
+            0 => None,
+            2 => Some(Reason::DnsServfail),
+            3 => Some(Reason::DnsNxdomain),
+            5 => Some(Reason::DnsRefused),
+            _ => Some(Reason::DnsError),
+        }
+    }
+}
+
+/// A query that got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("invalid query name {0:?}")]
+    BadName(String),
+    #[error("socket error talking to {server}: {source}")]
+    Io { server: SocketAddr, source: io::Error },
+    #[error("malformed response from {server}: {detail}")]
+    Malformed { server: SocketAddr, detail: String },
+}
+
+impl DnsError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            DnsError::Io { source, .. } => match source.kind() {
+                io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+                io::ErrorKind::TimedOut => Reason::DnsTimeout,
+                io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
+                    Reason::NetworkUnreachable
+                }
+                io::ErrorKind::AddrNotAvailable => Reason::NetworkUnreachable,
+                _ => Reason::DnsError,
+            },
+            _ => Reason::DnsError,
+        }
+    }
+}
+
+fn build_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), DnsError> {
+    let fqdn = if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    };
+    let qname = Name::from_ascii(&fqdn).map_err(|_| DnsError::BadName(name.to_string()))?;
+    let id = fastrand::u16(..);
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(qname, rtype));
+    let bytes = msg.to_vec().map_err(|_| DnsError::BadName(name.to_string()))?;
+    Ok((id, bytes))
+}
+
+fn parse_reply(server: SocketAddr, buf: &[u8]) -> Result<Message, DnsError> {
+    Message::from_vec(buf).map_err(|e| DnsError::Malformed {
+        server,
+        detail: e.to_string(),
+    })
+}
+
+fn to_reply(msg: &Message) -> DnsReply {
+    let addrs = msg
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    DnsReply {
+        rcode: u16::from(msg.metadata.response_code),
+        answer_count: msg.answers.len(),
+        addrs,
+    }
+}
+
+/// Sends one query and waits for the matching reply. The caller bounds the wait with its
+/// deadline; a UDP reply with a foreign id is ignored (late or spoofed), a reply that does not
+/// parse fails at once. A truncated UDP reply is retried over TCP, as stub resolvers do.
+pub async fn query(
+    server: SocketAddr,
+    tcp: bool,
+    name: &str,
+    rtype: RecordType,
+) -> Result<DnsReply, DnsError> {
+    let (id, bytes) = build_query(name, rtype)?;
+    let io_err = |source| DnsError::Io { server, source };
+    if !tcp {
+        let bind: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().map_err(|_| DnsError::BadName(name.into()))?
+        } else {
+            "[::]:0".parse().map_err(|_| DnsError::BadName(name.into()))?
+        };
+        let sock = UdpSocket::bind(bind).await.map_err(io_err)?;
+        sock.connect(server).await.map_err(io_err)?;
+        sock.send(&bytes).await.map_err(io_err)?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = sock.recv(&mut buf).await.map_err(io_err)?;
+            let msg = parse_reply(server, &buf[..n])?;
+            if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
+                continue;
+            }
+            if msg.metadata.truncation {
+                break;
+            }
+            return Ok(to_reply(&msg));
+        }
+    }
+    let mut stream = TcpStream::connect(server).await.map_err(io_err)?;
+    let len = u16::try_from(bytes.len()).map_err(|_| DnsError::BadName(name.into()))?;
+    let mut framed = Vec::with_capacity(bytes.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).await.map_err(io_err)?;
+    let mut len_buf = [0u8; 2];
+    stream.read_exact(&mut len_buf).await.map_err(io_err)?;
+    let len = usize::from(u16::from_be_bytes(len_buf));
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await.map_err(io_err)?;
+    let msg = parse_reply(server, &buf)?;
+    if msg.metadata.id != id {
+        return Err(DnsError::Malformed {
+            server,
+            detail: "reply id does not match the query".into(),
+        });
+    }
+    Ok(to_reply(&msg))
+}
+
+/// The rcode name as dig prints it, for logs and status output.
+pub fn rcode_name(rcode: u16) -> String {
+    <ResponseCode as From<u16>>::from(rcode).to_str().to_string()
+}

@@ -1,0 +1,374 @@
+//! The HTTP engine shared by the HTTP-based probes: resolve, connect (directly or through an
+//! HTTP CONNECT proxy), TLS, request and bounded body, each phase timed into the run's trace.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::{ConnSpec, ProxyChoice, ProxySpec, Target};
+use crate::failure::Reason;
+use crate::net::resolve::Resolver;
+use crate::net::tls::{self, RecordingVerifier, TrustCache, TrustStore};
+use crate::outcome::{Failure, Phase, Trace};
+
+pub const USER_AGENT: &str = concat!("authwatch/", env!("CARGO_PKG_VERSION"));
+
+/// A response that arrived in full (within the body limit).
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Wall-clock time just before the request was written and when its head arrived.
+    pub sent_at: SystemTime,
+    pub received_at: SystemTime,
+}
+
+impl Response {
+    /// Local clock minus the server's `Date`, using the midpoint of send and receive. `Date`
+    /// has whole seconds, so the server's true time is on average half a second later.
+    pub fn clock_offset(&self) -> Option<f64> {
+        let date = self.headers.get(http::header::DATE)?.to_str().ok()?;
+        let server = httpdate::parse_http_date(date).ok()?;
+        let secs = |t: SystemTime| match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        let mid = (secs(self.sent_at) + secs(self.received_at)) / 2.0;
+        Some(mid - (secs(server) + 0.5))
+    }
+}
+
+type VerifierSlot = Option<(Arc<TrustStore>, Option<Arc<WebPkiServerVerifier>>)>;
+
+/// An HTTP client bound to one probe's connection settings. It keeps no connections between
+/// runs: each run measures a full resolve, connect and handshake, as the API's first fetch would.
+#[derive(Debug)]
+pub struct HttpClient {
+    conn: ConnSpec,
+    resolver: Resolver,
+    trust: Arc<TrustCache>,
+    verifier: Mutex<VerifierSlot>,
+}
+
+fn io_reason(e: &io::Error) -> Reason {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+        io::ErrorKind::TimedOut => Reason::ConnectTimeout,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+            Reason::ConnectionReset
+        }
+        _ => Reason::NetworkUnreachable,
+    }
+}
+
+/// Aborts the spawned connection driver when the exchange ends or is cut off.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl HttpClient {
+    pub fn new(conn: ConnSpec, resolver: Resolver, trust: Arc<TrustCache>) -> Self {
+        HttpClient {
+            conn,
+            resolver,
+            trust,
+            verifier: Mutex::new(None),
+        }
+    }
+
+    /// The verifier for the current trust store, rebuilt only when the store was re-read.
+    fn verifier(&self) -> Option<Arc<WebPkiServerVerifier>> {
+        let store = self.trust.get();
+        let mut slot = match self.verifier.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match &*slot {
+            Some((s, v)) if Arc::ptr_eq(s, &store) => v.clone(),
+            _ => {
+                let v = tls::build_verifier(&store, self.conn.ca_file.as_deref());
+                *slot = Some((store, v.clone()));
+                v
+            }
+        }
+    }
+
+    /// Connects to the first address that accepts, giving each a fair share of the time left
+    /// so a black-holed IPv6 route does not eat the whole deadline.
+    async fn connect_any(
+        &self,
+        addrs: &[IpAddr],
+        port: u16,
+        deadline: Instant,
+        trace: &Trace,
+    ) -> Result<TcpStream, Failure> {
+        let mut last = Failure::new(Reason::NetworkUnreachable, "no address to connect to");
+        for (i, ip) in addrs.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
+            let sa = SocketAddr::new(*ip, port);
+            match tokio::time::timeout(share, TcpStream::connect(sa)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    trace.update(|t| t.ip_protocol = Some(if ip.is_ipv4() { 4 } else { 6 }));
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = Failure::new(io_reason(&e), format!("connect to {sa}: {e}")),
+                Err(_) => last = Failure::new(Reason::ConnectTimeout, format!("connect to {sa}: timed out")),
+            }
+        }
+        Err(last)
+    }
+
+    async fn resolve(&self, host: &str, deadline: Instant) -> Result<Vec<IpAddr>, Failure> {
+        self.resolver
+            .resolve(host, self.conn.ip_family, deadline)
+            .await
+            .map_err(|e| Failure::new(e.reason, format!("resolve {host}: {}", e.message)))
+    }
+
+    /// Opens a tunnel through an HTTP CONNECT proxy.
+    async fn connect_via_proxy(
+        &self,
+        proxy: &ProxySpec,
+        target: &Target,
+        deadline: Instant,
+        trace: &Trace,
+    ) -> Result<TcpStream, Failure> {
+        trace.enter(Phase::Resolve);
+        let addrs = self.resolve(&proxy.host, deadline).await.map_err(|f| {
+            Failure::new(Reason::ProxyConnectFailed, format!("proxy {}: {}", proxy.host, f.message))
+        })?;
+        trace.enter(Phase::Connect);
+        let mut stream = self
+            .connect_any(&addrs, proxy.port, deadline, trace)
+            .await
+            .map_err(|f| Failure::new(Reason::ProxyConnectFailed, format!("proxy: {}", f.message)))?;
+        if !target.https {
+            return Ok(stream);
+        }
+        let authority = format!("{}:{}", bracket(&target.host), target.port);
+        let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {USER_AGENT}\r\n");
+        if let Some(auth) = &proxy.auth {
+            req.push_str("Proxy-Authorization: Basic ");
+            req.push_str(auth.expose());
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        let proxy_err = |e: io::Error| Failure::new(Reason::ProxyConnectFailed, format!("proxy CONNECT: {e}"));
+        stream.write_all(req.as_bytes()).await.map_err(proxy_err)?;
+        // Read the proxy's answer byte by byte so no tunnelled byte is swallowed.
+        let mut head = Vec::with_capacity(256);
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() > 8192 {
+                return Err(Failure::new(Reason::ProxyConnectFailed, "proxy answer head too large"));
+            }
+            let n = stream.read(&mut byte).await.map_err(proxy_err)?;
+            if n == 0 {
+                return Err(Failure::new(Reason::ProxyConnectFailed, "proxy closed the connection during CONNECT"));
+            }
+            head.push(byte[0]);
+        }
+        let status_line = String::from_utf8_lossy(&head);
+        let code: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        match code {
+            200..=299 => Ok(stream),
+            407 => Err(Failure::new(Reason::ProxyAuthRequired, "proxy answered 407 Proxy Authentication Required")),
+            _ => Err(Failure::new(
+                Reason::ProxyConnectFailed,
+                format!("proxy refused CONNECT to {authority} with status {code}"),
+            )),
+        }
+    }
+
+    /// Performs one GET. Failures carry the reason for the stage that failed; whatever was
+    /// learnt before (TLS chain, status) is in the trace.
+    pub async fn get(
+        &self,
+        target: &Target,
+        extra_headers: &[(HeaderName, HeaderValue)],
+        trace: &Trace,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        let via_proxy = match &self.conn.proxy {
+            ProxyChoice::Proxy(p) => Some(p),
+            ProxyChoice::Direct => None,
+        };
+        let tcp = match via_proxy {
+            Some(p) => self.connect_via_proxy(p, target, deadline, trace).await?,
+            None => {
+                trace.enter(Phase::Resolve);
+                let addrs = self.resolve(&target.host, deadline).await?;
+                trace.enter(Phase::Connect);
+                self.connect_any(&addrs, target.port, deadline, trace).await?
+            }
+        };
+        // Plain HTTP through a proxy uses the absolute form of the request target.
+        let uri = if via_proxy.is_some() && !target.https {
+            target.url()
+        } else {
+            target.path.clone()
+        };
+        if !target.https {
+            return self.exchange(tcp, target, &uri, extra_headers, trace).await;
+        }
+        trace.enter(Phase::Tls);
+        let recorder = Arc::new(RecordingVerifier::new(self.verifier()));
+        let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Failure::new(Reason::TlsHandshake, format!("TLS setup: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone())
+            .with_no_client_auth();
+        let mut config = config;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let sni = self.conn.server_name.clone().unwrap_or_else(|| target.host.clone());
+        let server_name = ServerName::try_from(sni.clone())
+            .map_err(|_| Failure::new(Reason::TlsHandshake, format!("invalid TLS server name {sni:?}")))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let handshake = connector.connect(server_name, tcp).await;
+        trace.update(|t| t.tls = recorder.info());
+        let stream = match handshake {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(rejected) = recorder.rejection() {
+                    return Err(Failure::new(
+                        tls::reason_for(&rejected),
+                        format!("TLS certificate of {sni} rejected: {rejected}"),
+                    ));
+                }
+                let reason = match e.kind() {
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+                        Reason::ConnectionReset
+                    }
+                    _ => Reason::TlsHandshake,
+                };
+                return Err(Failure::new(reason, format!("TLS handshake with {sni}: {e}")));
+            }
+        };
+        let version = stream.get_ref().1.protocol_version().map(tls::version_name);
+        trace.update(|t| {
+            if let Some(info) = t.tls.as_mut() {
+                info.version = version;
+            }
+        });
+        self.exchange(stream, target, &uri, extra_headers, trace).await
+    }
+
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        target: &Target,
+        uri: &str,
+        extra_headers: &[(HeaderName, HeaderValue)],
+        trace: &Trace,
+    ) -> Result<Response, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        trace.enter(Phase::Processing);
+        let proto = |e: hyper::Error| {
+            let reason = if is_reset(&e) { Reason::ConnectionReset } else { Reason::HttpProtocol };
+            Failure::new(reason, format!("HTTP exchange with {}: {e}", target.authority()))
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(proto)?;
+        let _driver = AbortOnDrop(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(http::header::HOST, target.authority())
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .header(http::header::ACCEPT, "application/json, */*;q=0.5");
+        for (k, v) in &self.conn.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in extra_headers {
+            builder = builder.header(k, v);
+        }
+        let request = builder
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| Failure::new(Reason::HttpProtocol, format!("building request: {e}")))?;
+        let sent_at = SystemTime::now();
+        let response = sender.send_request(request).await.map_err(proto)?;
+        let received_at = SystemTime::now();
+        let status = response.status().as_u16();
+        trace.update(|t| t.status_code = Some(status));
+        trace.enter(Phase::Transfer);
+        let (parts, mut body) = response.into_parts();
+        let limit = self.conn.body_limit;
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(proto)?;
+            if let Ok(data) = frame.into_data() {
+                if (buf.len() + data.len()) as u64 > limit {
+                    trace.update(|t| t.body_bytes = Some((buf.len() + data.len()) as u64));
+                    return Err(Failure::new(
+                        Reason::BodyTooLarge,
+                        format!("response body of {} exceeds the {limit}-byte limit", target.authority()),
+                    ));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        trace.leave();
+        trace.update(|t| t.body_bytes = Some(buf.len() as u64));
+        let response = Response {
+            status,
+            headers: parts.headers,
+            body: Bytes::from(buf),
+            sent_at,
+            received_at,
+        };
+        if let Some(offset) = response.clock_offset() {
+            trace.update(|t| t.clock_offset = Some(offset));
+        }
+        Ok(response)
+    }
+}
+
+fn is_reset(e: &hyper::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+            );
+        }
+        src = err.source();
+    }
+    false
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}

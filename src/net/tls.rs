@@ -1,0 +1,267 @@
+//! TLS: the system trust store (whose emptiness is a failure mode to report), a verifier that
+//! records the presented chain and the verdict, and the mapping of TLS errors to reasons.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::failure::Reason;
+
+/// The one crypto provider used everywhere.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A loaded set of trusted roots.
+#[derive(Debug)]
+pub struct TrustStore {
+    pub roots: Arc<RootCertStore>,
+    /// How many certificates the store held (0: the image lacks CA certificates).
+    pub count: usize,
+}
+
+fn load_pem_file(path: &Path) -> Vec<CertificateDer<'static>> {
+    match CertificateDer::pem_file_iter(path) {
+        Ok(iter) => iter.filter_map(Result::ok).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn roots_from(certs: &[CertificateDer<'static>]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(certs.iter().cloned());
+    roots
+}
+
+impl TrustStore {
+    /// Loads `file` when given, otherwise the platform store (honouring SSL_CERT_FILE and
+    /// SSL_CERT_DIR). Unreadable or empty stores give an empty set, never an error.
+    pub fn load(file: Option<&Path>) -> TrustStore {
+        let certs = match file {
+            Some(p) => load_pem_file(p),
+            None => rustls_native_certs::load_native_certs().certs,
+        };
+        let roots = roots_from(&certs);
+        TrustStore {
+            count: roots.len(),
+            roots: Arc::new(roots),
+        }
+    }
+}
+
+/// The system trust store, re-read once a minute so that installing `ca-certificates`
+/// (or losing it) shows without a restart.
+#[derive(Debug)]
+pub struct TrustCache {
+    file: Option<PathBuf>,
+    state: Mutex<(Instant, Arc<TrustStore>)>,
+}
+
+const TRUST_REFRESH: Duration = Duration::from_secs(60);
+
+impl TrustCache {
+    pub fn new(file: Option<PathBuf>) -> TrustCache {
+        let store = Arc::new(TrustStore::load(file.as_deref()));
+        TrustCache {
+            file,
+            state: Mutex::new((Instant::now(), store)),
+        }
+    }
+
+    pub fn get(&self) -> Arc<TrustStore> {
+        let mut guard = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if guard.0.elapsed() >= TRUST_REFRESH {
+            *guard = (Instant::now(), Arc::new(TrustStore::load(self.file.as_deref())));
+        }
+        guard.1.clone()
+    }
+}
+
+/// Builds the verifier for a probe: the system roots plus the probe's extra CA file.
+/// `None` when no root at all is trusted: every chain is then an unknown issuer.
+pub fn build_verifier(
+    store: &TrustStore,
+    extra_ca: Option<&Path>,
+) -> Option<Arc<WebPkiServerVerifier>> {
+    let roots = match extra_ca {
+        None => store.roots.clone(),
+        Some(p) => {
+            let mut r = (*store.roots).clone();
+            r.add_parsable_certificates(load_pem_file(p));
+            Arc::new(r)
+        }
+    };
+    if roots.is_empty() {
+        return None;
+    }
+    WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .ok()
+}
+
+/// What the handshake showed, kept even when verification fails.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsInfo {
+    pub version: Option<String>,
+    pub leaf_not_after: Option<i64>,
+    pub earliest_not_after: Option<i64>,
+    pub verified: bool,
+    pub chain_len: usize,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    chain: Vec<CertificateDer<'static>>,
+    verdict: Option<Result<(), rustls::Error>>,
+}
+
+/// Wraps the WebPKI verifier to record the chain the server presented and the verdict.
+#[derive(Debug)]
+pub struct RecordingVerifier {
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+    seen: Mutex<Seen>,
+}
+
+impl RecordingVerifier {
+    pub fn new(inner: Option<Arc<WebPkiServerVerifier>>) -> Self {
+        RecordingVerifier {
+            inner,
+            provider: provider(),
+            seen: Mutex::new(Seen::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        match self.seen.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The chain's expiries and whether it verified; `None` before the server sent one.
+    pub fn info(&self) -> Option<TlsInfo> {
+        let seen = self.lock();
+        if seen.chain.is_empty() {
+            return None;
+        }
+        let not_afters: Vec<i64> = seen.chain.iter().filter_map(|c| not_after(c)).collect();
+        Some(TlsInfo {
+            version: None,
+            leaf_not_after: seen.chain.first().and_then(|c| not_after(c)),
+            earliest_not_after: not_afters.iter().copied().min(),
+            verified: matches!(seen.verdict, Some(Ok(()))),
+            chain_len: seen.chain.len(),
+        })
+    }
+
+    /// The verification error, if the chain was rejected.
+    pub fn rejection(&self) -> Option<rustls::Error> {
+        match &self.lock().verdict {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = match &self.inner {
+            Some(v) => v
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .map(|_| ()),
+            None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        };
+        let mut seen = self.lock();
+        seen.chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        seen.verdict = Some(verdict.clone());
+        verdict.map(|_| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A certificate's notAfter as Unix seconds.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// The failure reason for a certificate rejection.
+pub fn reason_for(err: &rustls::Error) -> Reason {
+    match err {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => Reason::TlsUnknownIssuer,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Reason::TlsExpired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                Reason::TlsNotYetValid
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                Reason::TlsHostnameMismatch
+            }
+            _ => Reason::TlsHandshake,
+        },
+        _ => Reason::TlsHandshake,
+    }
+}
+
+/// A short human name for a negotiated protocol version.
+pub fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2".into(),
+        rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3".into(),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,211 @@
+//! What a probe run produces: the per-phase trace it fills in as it goes (readable even when
+//! the run is cut off by its deadline), its failure, and kind-specific details.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::failure::Reason;
+use crate::net::tls::TlsInfo;
+
+/// The phases of a network probe, named as blackbox_exporter names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Resolve,
+    Connect,
+    Tls,
+    Processing,
+    Transfer,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Resolve,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Processing,
+        Phase::Transfer,
+    ];
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Processing => "processing",
+            Phase::Transfer => "transfer",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The reason for a run cut off by its deadline while in this phase.
+    pub fn timeout_reason(self) -> Reason {
+        match self {
+            Phase::Resolve => Reason::DnsTimeout,
+            Phase::Connect => Reason::ConnectTimeout,
+            _ => Reason::Timeout,
+        }
+    }
+}
+
+/// Observations of one run that are not specific to a kind.
+#[derive(Debug, Clone, Default)]
+pub struct TraceData {
+    /// Time spent per phase; phases entered twice (an OIDC discovery then a JWKS fetch) add up.
+    pub phases: [Option<Duration>; 5],
+    pub current: Option<Phase>,
+    pub tls: Option<TlsInfo>,
+    /// 4 or 6: the address family of the connection used.
+    pub ip_protocol: Option<u8>,
+    pub status_code: Option<u16>,
+    pub body_bytes: Option<u64>,
+    /// Local clock minus the server's `Date`, in seconds.
+    pub clock_offset: Option<f64>,
+}
+
+/// Filled in by a running probe; read by the scheduler when the run ends or is cut off.
+#[derive(Debug, Default)]
+pub struct Trace {
+    data: Mutex<(TraceData, Option<Instant>)>,
+}
+
+impl Trace {
+    fn with<R>(&self, f: impl FnOnce(&mut (TraceData, Option<Instant>)) -> R) -> R {
+        let mut g = match self.data.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    fn close(state: &mut (TraceData, Option<Instant>)) {
+        if let (Some(p), Some(start)) = (state.0.current, state.1) {
+            let slot = &mut state.0.phases[p.index()];
+            *slot = Some(slot.unwrap_or_default() + start.elapsed());
+        }
+        state.0.current = None;
+        state.1 = None;
+    }
+
+    /// Ends the current phase (if any) and starts `phase`.
+    pub fn enter(&self, phase: Phase) {
+        self.with(|s| {
+            Trace::close(s);
+            s.0.current = Some(phase);
+            s.1 = Some(Instant::now());
+        });
+    }
+
+    /// Ends the current phase.
+    pub fn leave(&self) {
+        self.with(Trace::close);
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut TraceData)) {
+        self.with(|s| f(&mut s.0));
+    }
+
+    /// The trace so far, with the current phase closed; `current` still names where it was.
+    pub fn snapshot(&self) -> TraceData {
+        self.with(|s| {
+            let current = s.0.current;
+            Trace::close(s);
+            let mut d = s.0.clone();
+            d.current = current;
+            d
+        })
+    }
+}
+
+/// A failed run: one reason from the closed set, and text for the log and status page only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// One DNS lookup of the DNS probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsLookup {
+    pub resolver: String,
+    pub name: String,
+    pub rtype: &'static str,
+    /// `None` when no reply came.
+    pub rcode: Option<u16>,
+    pub answers: usize,
+    pub duration: Duration,
+    pub failure: Option<Reason>,
+}
+
+/// One key of a JWKS, as exported.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JwkInfo {
+    pub kid: String,
+    pub kty: String,
+    pub alg: String,
+    pub use_: String,
+    pub bits: u32,
+    /// A fingerprint of the key material, so a re-keyed kid counts as a change.
+    pub material: u64,
+}
+
+/// A successfully fetched and validated key set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksFetch {
+    pub keys: Vec<JwkInfo>,
+    /// Live kids missing from the pinned copy, when one is configured.
+    pub pinned_missing: Option<usize>,
+}
+
+/// Kind-specific results of a run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Details {
+    #[default]
+    None,
+    Dns(Vec<DnsLookup>),
+    Jwks(JwksFetch),
+    ApiHealth {
+        checks: Vec<(String, bool)>,
+        truncated: bool,
+    },
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub details: Details,
+    pub failure: Option<Failure>,
+}
+
+impl RunResult {
+    pub fn ok(details: Details) -> Self {
+        RunResult {
+            details,
+            failure: None,
+        }
+    }
+
+    pub fn failed(failure: Failure) -> Self {
+        RunResult {
+            details: Details::None,
+            failure: Some(failure),
+        }
+    }
+}
+
+impl From<Failure> for RunResult {
+    fn from(f: Failure) -> Self {
+        RunResult::failed(f)
+    }
+}

@@ -1,0 +1,146 @@
+//! The `api_health` probe: the API's own `/health/network`, one success series per check it
+//! reports, so the API's view from inside its container sits next to authwatch's own.
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::ApiHealthSpec;
+use crate::failure::Reason;
+use crate::net::http::HttpClient;
+use crate::outcome::{Details, Failure, RunResult, Trace};
+
+#[derive(Debug)]
+pub struct ApiHealthProbe {
+    spec: ApiHealthSpec,
+    client: HttpClient,
+}
+
+const CONTAINER_KEYS: &[&str] = &["checks", "results", "services", "dependencies", "components"];
+const OK_WORDS: &[&str] = &[
+    "ok", "healthy", "pass", "passed", "up", "success", "succeeded", "true", "green",
+    "available", "connected", "reachable",
+];
+const VERDICT_KEYS: &[&str] = &["status", "ok", "healthy", "success", "passed", "up", "reachable", "connected"];
+const MAX_LABEL: usize = 64;
+
+/// Whether a check's value says it passed; `None` when its shape says nothing.
+fn verdict(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => Some(OK_WORDS.contains(&s.to_ascii_lowercase().as_str())),
+        Value::Object(map) => VERDICT_KEYS
+            .iter()
+            .find_map(|k| map.get(*k))
+            .and_then(|v| match v {
+                Value::Object(_) => None,
+                other => verdict(other),
+            }),
+        _ => None,
+    }
+}
+
+/// A bounded, label-safe check name.
+fn label(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_.:-".contains(c) { c } else { '_' })
+        .take(MAX_LABEL)
+        .collect();
+    if s.is_empty() {
+        s.push('_');
+    }
+    s
+}
+
+/// Extracts `(name, passed)` per check, capped at `max`; the bool says whether more existed.
+pub fn extract_checks(doc: &Value, pointer: Option<&str>, max: usize) -> Result<(Vec<(String, bool)>, bool), String> {
+    let container = match pointer {
+        Some(p) => Some(doc.pointer(p).ok_or_else(|| format!("nothing at JSON pointer {p}"))?),
+        None => CONTAINER_KEYS.iter().find_map(|k| doc.get(*k)),
+    };
+    let mut checks: Vec<(String, bool)> = match container {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| (label(k), verdict(v).unwrap_or(false)))
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let name = ["name", "check", "id", "service", "target"]
+                    .iter()
+                    .find_map(|k| item.get(*k).and_then(Value::as_str))
+                    .map(label)
+                    .unwrap_or_else(|| format!("check_{i}"));
+                (name, verdict(item).unwrap_or(false))
+            })
+            .collect(),
+        Some(_) => return Err("the checks are neither an object nor an array".into()),
+        None => match verdict(doc) {
+            Some(ok) => vec![("overall".to_string(), ok)],
+            None => return Err("no checks and no overall status found in the JSON body".into()),
+        },
+    };
+    // Sanitising can make two names equal; keep the first of each.
+    let mut seen = std::collections::HashSet::new();
+    checks.retain(|(n, _)| seen.insert(n.clone()));
+    let truncated = checks.len() > max;
+    checks.truncate(max);
+    Ok((checks, truncated))
+}
+
+impl ApiHealthProbe {
+    pub fn new(spec: ApiHealthSpec, client: HttpClient) -> Self {
+        ApiHealthProbe { spec, client }
+    }
+
+    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
+        let resp = match self.client.get(&self.spec.target, &[], trace, deadline).await {
+            Ok(r) => r,
+            Err(f) => return f.into(),
+        };
+        let status_ok = self.spec.valid.contains(resp.status);
+        let status_failure = || Failure::new(Reason::HttpStatus, format!("{} answered {}", self.spec.target, resp.status));
+        let parsed = serde_json::from_slice::<Value>(&resp.body)
+            .map_err(|e| format!("body is not JSON: {e}"))
+            .and_then(|doc| extract_checks(&doc, self.spec.checks_pointer.as_deref(), self.spec.max_checks));
+        match parsed {
+            // A 503 with a JSON body still says which checks failed: keep them.
+            Ok((checks, truncated)) => {
+                let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| n.as_str()).collect();
+                let failure = if !status_ok {
+                    Some(status_failure())
+                } else if !failed.is_empty() {
+                    Some(Failure::new(Reason::HealthCheckFailed, format!("failing checks: {}", failed.join(", "))))
+                } else {
+                    None
+                };
+                RunResult {
+                    details: Details::ApiHealth { checks, truncated },
+                    failure,
+                }
+            }
+            Err(_) if !status_ok => status_failure().into(),
+            Err(e) => Failure::new(Reason::BodyInvalid, format!("{}: {e}", self.spec.target)).into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shapes() {
+        let (c, _) = extract_checks(&json!({"checks":{"dns":{"status":"ok"},"jwks":{"ok":false}}}), None, 10).unwrap();
+        assert_eq!(c, vec![("dns".into(), true), ("jwks".into(), false)]);
+        let (c, _) = extract_checks(&json!({"results":[{"name":"clerk api","healthy":true}]}), None, 10).unwrap();
+        assert_eq!(c, vec![("clerk_api".into(), true)]);
+        let (c, _) = extract_checks(&json!({"status":"healthy"}), None, 10).unwrap();
+        assert_eq!(c, vec![("overall".into(), true)]);
+        let (c, t) = extract_checks(&json!({"x":{"a":true,"b":true,"c":false}}), Some("/x"), 2).unwrap();
+        assert_eq!((c.len(), t), (2, true));
+        assert!(extract_checks(&json!({"foo":1}), None, 10).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! Shared fixtures for authwatch integration tests: fake DNS, HTTP(S) and proxy servers, a test PKI,
+//! JWKS generators, a Prometheus text parser and a launcher for the real daemon binary.
+//!
+//! Every server binds 127.0.0.1 only and stops when its handle is dropped. Servers run on the
+//! test's tokio runtime, so tests that also drive the daemon should use
+//! `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`: a blocking call on a
+//! current-thread runtime would freeze the fixtures the daemon is probing.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod dns;
+pub mod http;
+pub mod httpdate;
+pub mod jwks;
+pub mod prom;
+pub mod proxy;
+pub mod tls;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch, for comparing with timestamps the daemon exports.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_secs() as i64
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// rustls refuses to build configs until a process-wide provider is chosen; every fixture that
+/// touches TLS calls this first so tests never have to remember.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
