@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of authwatch. Installs what the tests need on a fresh Debian machine first
+# (promtool from the `prometheus` package, dnsmasq for DNS fixtures), then checks formatting
+# and lints and runs the Rust test suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${need_pkgs[*]}: run as root or install them (apt-get install ${need_pkgs[*]})" >&2
+    exit 1
+  fi
+  # Keep packages from starting their services on install.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --all-targets 2>&1 | tee target/test-output.log
