@@ -11,7 +11,7 @@ use crate::net::resolve::SystemFiles;
 use crate::net::tls::TrustCache;
 use crate::probe::{Probe, Shared};
 use crate::scheduler;
-use crate::store::{lock, Store};
+use crate::store::{Store, lock};
 
 #[derive(Debug)]
 pub struct App {
@@ -25,7 +25,9 @@ impl App {
     pub fn start(config: &Config) -> Arc<App> {
         let app = Arc::new(App {
             store: Store::new(),
-            trust: Mutex::new(Arc::new(TrustCache::new(config.global.trust_store_file.clone()))),
+            trust: Mutex::new(Arc::new(TrustCache::new(
+                config.global.trust_store_file.clone(),
+            ))),
             tasks: Mutex::new(Vec::new()),
         });
         app.apply(config);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_saphyr::Spanned;
 
 use crate::failure::Kind;
@@ -87,11 +87,7 @@ pub fn expand_env(raw: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Str
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid environment variable name {name:?}"));
             }
             match (get(name).filter(|v| !v.is_empty()), default) {
@@ -322,7 +318,8 @@ impl ProxySpec {
         };
         let (host, port) = split_host_port(hostport, 80)
             .ok_or_else(|| "proxy URL has an invalid host or port".to_string())?;
-        let auth = userinfo.map(|u| Secret::new(base64::engine::general_purpose::STANDARD.encode(u)));
+        let auth =
+            userinfo.map(|u| Secret::new(base64::engine::general_purpose::STANDARD.encode(u)));
         Ok(ProxySpec { host, port, auth })
     }
 }
@@ -394,7 +391,11 @@ impl Target {
         }
         let (host, port) = split_host_port(authority, if https { 443 } else { 80 })
             .ok_or_else(|| format!("URL {s:?} has an invalid host or port"))?;
-        if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c)) {
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+        {
             return Err(format!("URL {s:?} has an invalid host"));
         }
         Ok(Target {
@@ -454,7 +455,10 @@ impl StatusSet {
             return Ok((d * 100, d * 100 + 99));
         }
         let (lo, hi) = match s.split_once('-') {
-            Some((a, b)) => (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?),
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
             None => {
                 let c: u16 = s.parse().map_err(|_| bad())?;
                 (c, c)
@@ -574,7 +578,8 @@ pub fn fapi_host_from_publishable_key(pk: &str) -> Result<String, String> {
         .decode(trimmed)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
         .map_err(|_| "publishable key: the part after pk_test_/pk_live_ is not base64")?;
-    let decoded = String::from_utf8(bytes).map_err(|_| "publishable key does not decode to text")?;
+    let decoded =
+        String::from_utf8(bytes).map_err(|_| "publishable key does not decode to text")?;
     let host = decoded
         .strip_suffix('$')
         .ok_or("publishable key does not decode to `<host>$`")?;
@@ -629,14 +634,18 @@ fn target(ctx: &Ctx, s: &Spanned<Text>) -> Result<Target, ConfigError> {
 }
 
 fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
-    no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()).any(|entry| {
-        if entry == "*" {
-            return true;
-        }
-        let entry = entry.trim_start_matches("*.").trim_start_matches('.');
-        let entry = entry.split(':').next().unwrap_or(entry);
-        host == entry || host.ends_with(&format!(".{entry}"))
-    })
+    no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+            let entry = entry.split(':').next().unwrap_or(entry);
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
 }
 
 fn connection(
@@ -674,14 +683,20 @@ fn connection(
             } else {
                 &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
             };
-            let from_env = names.iter().find_map(|n| (ctx.env)(n).filter(|v| !v.is_empty()));
+            let from_env = names
+                .iter()
+                .find_map(|n| (ctx.env)(n).filter(|v| !v.is_empty()));
             let no_proxy = ["NO_PROXY", "no_proxy"]
                 .iter()
                 .find_map(|n| (ctx.env)(n))
                 .unwrap_or_default();
             match from_env {
                 Some(url) if !no_proxy_matches(&no_proxy, target_host) => {
-                    let url = if url.contains("://") { url } else { format!("http://{url}") };
+                    let url = if url.contains("://") {
+                        url
+                    } else {
+                        format!("http://{url}")
+                    };
                     ProxyChoice::Proxy(ProxySpec::parse(&url).map_err(|e| {
                         ctx.err(probe_pos, format!("proxy from the environment: {e}"))
                     })?)
@@ -701,11 +716,17 @@ fn connection(
         headers.push((k.clone(), v.0.clone()));
     }
     let tls = raw.tls.clone().unwrap_or_default();
-    let ca_file = tls.ca_file.filter(|t| !t.0.is_empty()).map(|t| PathBuf::from(t.0));
-    if let Some(p) = &ca_file {
-        if !p.is_file() {
-            return Err(ctx.err(probe_pos, format!("tls.ca_file {} does not exist", p.display())));
-        }
+    let ca_file = tls
+        .ca_file
+        .filter(|t| !t.0.is_empty())
+        .map(|t| PathBuf::from(t.0));
+    if let Some(p) = &ca_file
+        && !p.is_file()
+    {
+        return Err(ctx.err(
+            probe_pos,
+            format!("tls.ca_file {} does not exist", p.display()),
+        ));
     }
     Ok(ConnSpec {
         resolver,
@@ -737,7 +758,10 @@ fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
@@ -752,7 +776,8 @@ struct ClerkResolved {
 }
 
 fn clerk(ctx: &Ctx, raw: Option<&RawClerk>) -> Result<ClerkResolved, ConfigError> {
-    let default_api = Target::parse("https://api.clerk.com").map_err(|e| ctx.err(Pos::default(), e))?;
+    let default_api =
+        Target::parse("https://api.clerk.com").map_err(|e| ctx.err(Pos::default(), e))?;
     let Some(raw) = raw else {
         return Ok(ClerkResolved {
             fapi_host: None,
@@ -769,8 +794,16 @@ fn clerk(ctx: &Ctx, raw: Option<&RawClerk>) -> Result<ClerkResolved, ConfigError
         ),
         _ => None,
     };
-    let inline = raw.secret_key.as_ref().map(|t| t.0.trim().to_string()).filter(|s| !s.is_empty());
-    let file = raw.secret_key_file.as_ref().map(|t| t.0.trim().to_string()).filter(|s| !s.is_empty());
+    let inline = raw
+        .secret_key
+        .as_ref()
+        .map(|t| t.0.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let file = raw
+        .secret_key_file
+        .as_ref()
+        .map(|t| t.0.trim().to_string())
+        .filter(|s| !s.is_empty());
     let secret = match (inline, file) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::Whole {
@@ -788,13 +821,13 @@ fn clerk(ctx: &Ctx, raw: Option<&RawClerk>) -> Result<ClerkResolved, ConfigError
         }
         (None, None) => None,
     };
-    if let Some(s) = &secret {
-        if !(s.expose().starts_with("sk_test_") || s.expose().starts_with("sk_live_")) {
-            return Err(ConfigError::Whole {
-                file: ctx.file.into(),
-                message: "clerk: the secret key must start with sk_test_ or sk_live_".into(),
-            });
-        }
+    if let Some(s) = &secret
+        && !(s.expose().starts_with("sk_test_") || s.expose().starts_with("sk_live_"))
+    {
+        return Err(ConfigError::Whole {
+            file: ctx.file.into(),
+            message: "clerk: the secret key must start with sk_test_ or sk_live_".into(),
+        });
     }
     let api_url = match &raw.api_url {
         Some(u) if !u.value.0.is_empty() => target(ctx, u)?,
@@ -826,7 +859,13 @@ fn clerk(ctx: &Ctx, raw: Option<&RawClerk>) -> Result<ClerkResolved, ConfigError
 
 fn join_path(base: &Target, path: &str) -> Target {
     let mut t = base.clone();
-    let prefix = t.path.split('?').next().unwrap_or("").trim_end_matches('/').to_string();
+    let prefix = t
+        .path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
     t.path = format!("{prefix}{path}");
     t
 }
@@ -835,7 +874,9 @@ impl Config {
     /// Loads and validates a file, or the embedded default when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
-            None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, &|k| std::env::var(k).ok()),
+            None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, &|k| {
+                std::env::var(k).ok()
+            }),
             Some(p) => {
                 let file = p.display().to_string();
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -929,7 +970,10 @@ impl Config {
         for sp in &raw.probes {
             let probe = ctx.build_probe(&sp.value, sp.into(), &clerk)?;
             if !names.insert(probe.name.clone()) {
-                return Err(ctx.err((&sp.value.name).into(), format!("duplicate probe name {:?}", probe.name)));
+                return Err(ctx.err(
+                    (&sp.value.name).into(),
+                    format!("duplicate probe name {:?}", probe.name),
+                ));
             }
             probes.push(probe);
         }
@@ -953,11 +997,18 @@ impl Config {
 }
 
 impl Ctx<'_> {
-    fn build_probe(&self, p: &RawProbe, pos: Pos, clerk: &ClerkResolved) -> Result<ProbeSpec, ConfigError> {
+    fn build_probe(
+        &self,
+        p: &RawProbe,
+        pos: Pos,
+        clerk: &ClerkResolved,
+    ) -> Result<ProbeSpec, ConfigError> {
         let name = p.name.value.0.trim().to_string();
         let valid_name = !name.is_empty()
             && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !valid_name {
             return Err(self.err(
                 (&p.name).into(),
@@ -977,7 +1028,9 @@ impl Ctx<'_> {
         if set != 1 {
             return Err(self.err(
                 pos,
-                format!("probe {name:?} must have exactly one of: dns, https, jwks, api_health, clock"),
+                format!(
+                    "probe {name:?} must have exactly one of: dns, https, jwks, api_health, clock"
+                ),
             ));
         }
         let raw_conn = p.connection.clone().unwrap_or_default();
@@ -997,7 +1050,10 @@ impl Ctx<'_> {
                 return Err(self.err(pos, "dns: names must not be empty"));
             }
             let record_types = match &d.record_types {
-                None => vec![hickory_proto::rr::RecordType::A, hickory_proto::rr::RecordType::AAAA],
+                None => vec![
+                    hickory_proto::rr::RecordType::A,
+                    hickory_proto::rr::RecordType::AAAA,
+                ],
                 Some(list) => list
                     .iter()
                     .map(|t| {
@@ -1030,18 +1086,29 @@ impl Ctx<'_> {
             let t = target(self, &h.url)?;
             let valid = status_set(self, &h.valid_status_codes, StatusSet::range(200, 299))?;
             let (host, https) = (t.host.clone(), t.https);
-            (ProbeSettings::Https(HttpsSpec { target: t, valid }), host, https)
+            (
+                ProbeSettings::Https(HttpsSpec { target: t, valid }),
+                host,
+                https,
+            )
         } else if let Some(j) = &p.jwks {
-            let source_name = j.source.as_ref().map(|s| s.value.0.as_str()).unwrap_or("url");
+            let source_name = j
+                .source
+                .as_ref()
+                .map(|s| s.value.0.as_str())
+                .unwrap_or("url");
             let spos = j.source.as_ref().map(Pos::from).unwrap_or(pos);
             let source = match source_name {
                 "url" | "oidc" => {
-                    let u = j
-                        .url
-                        .as_ref()
-                        .ok_or_else(|| self.err(pos, format!("jwks: source {source_name} needs url")))?;
+                    let u = j.url.as_ref().ok_or_else(|| {
+                        self.err(pos, format!("jwks: source {source_name} needs url"))
+                    })?;
                     let t = target(self, u)?;
-                    if source_name == "url" { JwksSource::Url(t) } else { JwksSource::Oidc(t) }
+                    if source_name == "url" {
+                        JwksSource::Url(t)
+                    } else {
+                        JwksSource::Oidc(t)
+                    }
                 }
                 "frontend" => {
                     let host = clerk.fapi_host.clone().ok_or_else(|| {
@@ -1056,25 +1123,40 @@ impl Ctx<'_> {
                 }
                 "backend" => {
                     let secret = clerk.secret.clone().ok_or_else(|| {
-                        self.err(spos, "jwks: source backend needs clerk.secret_key or clerk.secret_key_file")
+                        self.err(
+                            spos,
+                            "jwks: source backend needs clerk.secret_key or clerk.secret_key_file",
+                        )
                     })?;
                     JwksSource::Backend(join_path(&clerk.api_url, "/v1/jwks"), secret)
                 }
                 other => {
                     return Err(self.err(
                         spos,
-                        format!("jwks: unknown source {other:?}: use url, frontend, backend or oidc"),
+                        format!(
+                            "jwks: unknown source {other:?}: use url, frontend, backend or oidc"
+                        ),
                     ));
                 }
             };
             if j.url.is_some() && matches!(source_name, "frontend" | "backend") {
-                return Err(self.err(spos, format!("jwks: source {source_name} derives its URL; remove url")));
+                return Err(self.err(
+                    spos,
+                    format!("jwks: source {source_name} derives its URL; remove url"),
+                ));
             }
-            let pinned_file = j.pinned_file.as_ref().filter(|t| !t.0.is_empty()).map(|t| PathBuf::from(&t.0));
-            if let Some(pf) = &pinned_file {
-                if !pf.is_file() {
-                    return Err(self.err(pos, format!("jwks: pinned_file {} does not exist", pf.display())));
-                }
+            let pinned_file = j
+                .pinned_file
+                .as_ref()
+                .filter(|t| !t.0.is_empty())
+                .map(|t| PathBuf::from(&t.0));
+            if let Some(pf) = &pinned_file
+                && !pf.is_file()
+            {
+                return Err(self.err(
+                    pos,
+                    format!("jwks: pinned_file {} does not exist", pf.display()),
+                ));
             }
             let t = match &source {
                 JwksSource::Url(t) | JwksSource::Oidc(t) | JwksSource::Backend(t, _) => t.clone(),
@@ -1083,7 +1165,11 @@ impl Ctx<'_> {
                 ProbeSettings::Jwks(JwksSpec {
                     source,
                     pinned_file,
-                    group: j.group.as_ref().map(|g| g.0.clone()).filter(|g| !g.is_empty()),
+                    group: j
+                        .group
+                        .as_ref()
+                        .map(|g| g.0.clone())
+                        .filter(|g| !g.is_empty()),
                     max_keys: j.max_keys.unwrap_or(16).min(256),
                 }),
                 t.host,
@@ -1092,17 +1178,24 @@ impl Ctx<'_> {
         } else if let Some(a) = &p.api_health {
             let t = target(self, &a.url)?;
             let valid = status_set(self, &a.valid_status_codes, StatusSet::range(200, 299))?;
-            if let Some(ptr) = &a.checks_pointer {
-                if !(ptr.0.is_empty() || ptr.0.starts_with('/')) {
-                    return Err(self.err(pos, "api_health: checks_pointer must be a JSON pointer starting with /"));
-                }
+            if let Some(ptr) = &a.checks_pointer
+                && !(ptr.0.is_empty() || ptr.0.starts_with('/'))
+            {
+                return Err(self.err(
+                    pos,
+                    "api_health: checks_pointer must be a JSON pointer starting with /",
+                ));
             }
             let (host, https) = (t.host.clone(), t.https);
             (
                 ProbeSettings::ApiHealth(ApiHealthSpec {
                     target: t,
                     valid,
-                    checks_pointer: a.checks_pointer.as_ref().map(|p| p.0.clone()).filter(|p| !p.is_empty()),
+                    checks_pointer: a
+                        .checks_pointer
+                        .as_ref()
+                        .map(|p| p.0.clone())
+                        .filter(|p| !p.is_empty()),
                     max_checks: a.max_checks.unwrap_or(32).min(256),
                 }),
                 host,
@@ -1125,7 +1218,10 @@ impl Ctx<'_> {
         let interval = p.interval.unwrap_or(self.global.interval);
         let timeout = p.timeout.unwrap_or(self.global.timeout);
         if interval < Duration::from_millis(100) {
-            return Err(self.err(pos, format!("probe {name:?}: interval must be at least 100ms")));
+            return Err(self.err(
+                pos,
+                format!("probe {name:?}: interval must be at least 100ms"),
+            ));
         }
         if timeout.is_zero() {
             return Err(self.err(pos, format!("probe {name:?}: timeout must be positive")));
@@ -1162,7 +1258,10 @@ impl Ctx<'_> {
                 "clerk-fapi-dns",
                 ProbeSettings::Dns(DnsSpec {
                     names: vec![host.clone()],
-                    record_types: vec![hickory_proto::rr::RecordType::A, hickory_proto::rr::RecordType::AAAA],
+                    record_types: vec![
+                        hickory_proto::rr::RecordType::A,
+                        hickory_proto::rr::RecordType::AAAA,
+                    ],
                     resolvers: clerk.dns_resolvers.clone(),
                 }),
                 self.default_conn(host)?,
@@ -1198,7 +1297,10 @@ impl Ctx<'_> {
             out.push(mk(
                 "clerk-bapi-jwks",
                 ProbeSettings::Jwks(JwksSpec {
-                    source: JwksSource::Backend(join_path(&clerk.api_url, "/v1/jwks"), secret.clone()),
+                    source: JwksSource::Backend(
+                        join_path(&clerk.api_url, "/v1/jwks"),
+                        secret.clone(),
+                    ),
                     pinned_file: None,
                     group: Some("clerk".into()),
                     max_keys: 16,
@@ -1244,7 +1346,10 @@ mod tests {
             "pk_test_{}",
             base64::engine::general_purpose::STANDARD.encode("happy-cat-12.clerk.accounts.dev$")
         );
-        assert_eq!(fapi_host_from_publishable_key(&pk).unwrap(), "happy-cat-12.clerk.accounts.dev");
+        assert_eq!(
+            fapi_host_from_publishable_key(&pk).unwrap(),
+            "happy-cat-12.clerk.accounts.dev"
+        );
         assert!(fapi_host_from_publishable_key("pk_test_!!!").is_err());
         assert!(fapi_host_from_publishable_key("sk_test_abc").is_err());
         let no_dollar = format!(
@@ -1252,7 +1357,10 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("clerk.example.com")
         );
         assert!(fapi_host_from_publishable_key(&no_dollar).is_err());
-        let two = format!("pk_live_{}", base64::engine::general_purpose::STANDARD.encode("a$b.com$"));
+        let two = format!(
+            "pk_live_{}",
+            base64::engine::general_purpose::STANDARD.encode("a$b.com$")
+        );
         assert!(fapi_host_from_publishable_key(&two).is_err());
     }
 
@@ -1275,7 +1383,9 @@ mod tests {
     #[test]
     fn unknown_key_reports_line_and_column() {
         let y = "global:\n  interval: 10s\nprobes:\n  - name: a\n    bogus: 1\n    https:\n      url: https://x.test/\n";
-        let e = Config::parse(y, "f.yaml", &env_none).unwrap_err().to_string();
+        let e = Config::parse(y, "f.yaml", &env_none)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f.yaml:5:"), "{e}");
         assert!(e.contains("bogus"), "{e}");
     }
@@ -1291,11 +1401,20 @@ mod tests {
     #[test]
     fn targets_and_resolvers() {
         let t = Target::parse("https://clerk.test:8443/a?b=1").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("clerk.test", 8443, "/a?b=1"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("clerk.test", 8443, "/a?b=1")
+        );
         assert_eq!(Target::parse("http://[::1]:80").unwrap().host, "::1");
         assert!(Target::parse("ftp://x").is_err());
-        assert_eq!(ResolverSpec::parse("tcp://1.1.1.1:53").unwrap().label(), "1.1.1.1:53/tcp");
-        assert_eq!(ResolverSpec::parse("8.8.8.8").unwrap().label(), "8.8.8.8:53/udp");
+        assert_eq!(
+            ResolverSpec::parse("tcp://1.1.1.1:53").unwrap().label(),
+            "1.1.1.1:53/tcp"
+        );
+        assert_eq!(
+            ResolverSpec::parse("8.8.8.8").unwrap().label(),
+            "8.8.8.8:53/udp"
+        );
         assert!(ResolverSpec::parse("dns.google").is_err());
     }
 

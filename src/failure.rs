@@ -200,14 +200,24 @@ mod tests {
     fn labels_round_trip_and_are_unique() {
         let mut seen = std::collections::HashSet::new();
         for r in Reason::ALL {
-            assert!(seen.insert(r.as_label()), "duplicate label {}", r.as_label());
+            assert!(
+                seen.insert(r.as_label()),
+                "duplicate label {}",
+                r.as_label()
+            );
             assert_eq!(Reason::from_label(r.as_label()), Some(*r));
         }
     }
 
     #[test]
     fn every_kind_reason_is_known() {
-        for k in [Kind::Dns, Kind::Https, Kind::Jwks, Kind::ApiHealth, Kind::Clock] {
+        for k in [
+            Kind::Dns,
+            Kind::Https,
+            Kind::Jwks,
+            Kind::ApiHealth,
+            Kind::Clock,
+        ] {
             for r in k.reasons() {
                 assert!(Reason::ALL.contains(&r));
             }

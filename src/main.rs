@@ -13,7 +13,11 @@ use authwatch::server;
 pub const DEFAULT_LISTEN: &str = ":9868";
 
 #[derive(Debug, Parser)]
-#[command(name = "authwatch", version, about = "Probes what Clerk authentication depends on and exports Prometheus metrics.")]
+#[command(
+    name = "authwatch",
+    version,
+    about = "Probes what Clerk authentication depends on and exports Prometheus metrics."
+)]
 struct Cli {
     /// Configuration file (YAML). Without it the embedded default config is used.
     #[arg(long = "config.file", global = true, value_name = "FILE")]
@@ -62,7 +66,12 @@ fn check_config(cli: &Cli) -> ExitCode {
     match Config::load(cli.config_file.as_deref()) {
         Ok(c) => {
             let names: Vec<&str> = c.probes.iter().map(|p| p.name.as_str()).collect();
-            println!("{}: OK, {} probes: {}", c.source, names.len(), names.join(", "));
+            println!(
+                "{}: OK, {} probes: {}",
+                c.source,
+                names.len(),
+                names.join(", ")
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -88,7 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
     match (term, int) {
@@ -111,7 +120,10 @@ fn main() -> ExitCode {
     }
     init_logging(&cli.log_level, &cli.log_format);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("authwatch: cannot start the runtime: {e}");

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::failure::Reason;
 use crate::outcome::{Failure, RunResult, Trace};
 use crate::probe::Probe;
-use crate::store::{lock, ProbeState};
+use crate::store::{ProbeState, lock};
 
 /// `base` scaled by a random factor in [1 - jitter, 1 + jitter].
 fn jittered(base: Duration, jitter: f64) -> Duration {
@@ -36,7 +36,10 @@ pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
             };
             RunResult::failed(Failure::new(
                 reason,
-                format!("deadline of {} exceeded during {during}", humantime::format_duration(timeout)),
+                format!(
+                    "deadline of {} exceeded during {during}",
+                    humantime::format_duration(timeout)
+                ),
             ))
         }
     };
@@ -65,7 +68,9 @@ pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
 pub fn spawn(probe: Arc<Probe>, state: Arc<Mutex<ProbeState>>, jitter: f64) -> JoinHandle<()> {
     tokio::spawn(async move {
         let interval = probe.spec.interval;
-        let first = interval.mul_f64(jitter * fastrand::f64()).min(Duration::from_secs(5));
+        let first = interval
+            .mul_f64(jitter * fastrand::f64())
+            .min(Duration::from_secs(5));
         tokio::time::sleep(first).await;
         loop {
             let started = Instant::now();

@@ -11,7 +11,9 @@ use crate::failure::{Kind, Reason};
 use crate::outcome::{Details, JwkInfo, RunResult, TraceData};
 
 /// Upper bounds of the run-duration histogram, in seconds.
-pub const DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {

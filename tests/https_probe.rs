@@ -20,21 +20,31 @@ fn reason_of(text: &str, probe: &str) -> Option<String> {
         .filter(|s| s.value == 1.0)
         .collect();
     assert!(ones.len() <= 1, "more than one reason for {probe}");
-    ones.first().and_then(|s| s.label("reason").map(str::to_string))
+    ones.first()
+        .and_then(|s| s.label("reason").map(str::to_string))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_failures_are_classified() {
     let pki = TestPki::new();
     let good_leaf = pki.good(&["clerk.test", "localhost"]);
-    let good = TestServer::start_tls(&good_leaf, |_| ResponseSpec::text(200, "text/html", "<html>ok</html>")).await;
+    let good = TestServer::start_tls(&good_leaf, |_| {
+        ResponseSpec::text(200, "text/html", "<html>ok</html>")
+    })
+    .await;
     let unknown_leaf = pki.unknown_ca(&["clerk.test"]);
     let unknown = TestServer::start_tls(&unknown_leaf, |_| ResponseSpec::new(200)).await;
     let expired_leaf = pki.expired(&["clerk.test"]);
     let expired = TestServer::start_tls(&expired_leaf, |_| ResponseSpec::new(200)).await;
     let wrong = TestServer::start_tls(&pki.good(&["other.test"]), |_| ResponseSpec::new(200)).await;
-    let five = TestServer::start_tls(&good_leaf, |_| ResponseSpec::json(503, r#"{"error":"down"}"#)).await;
-    let big = TestServer::start_tls(&good_leaf, |_| ResponseSpec::text(200, "text/plain", "x".repeat(4096))).await;
+    let five = TestServer::start_tls(&good_leaf, |_| {
+        ResponseSpec::json(503, r#"{"error":"down"}"#)
+    })
+    .await;
+    let big = TestServer::start_tls(&good_leaf, |_| {
+        ResponseSpec::text(200, "text/plain", "x".repeat(4096))
+    })
+    .await;
     let slow = TestServer::start_tls(&good_leaf, |_| {
         ResponseSpec::new(200).slow_body(vec![b'y'; 16], Duration::from_millis(400), 10)
     })
@@ -44,7 +54,13 @@ async fn https_failures_are_classified() {
     let proxy = ConnectProxy::with_auth("probe", "proxy-canary-pass").await;
 
     let dns = DnsServer::with_zone([
-        ("clerk.test", Behavior::Answer { a: vec![Ipv4Addr::LOCALHOST], aaaa: vec!["::1".parse().unwrap()] }),
+        (
+            "clerk.test",
+            Behavior::Answer {
+                a: vec![Ipv4Addr::LOCALHOST],
+                aaaa: vec!["::1".parse().unwrap()],
+            },
+        ),
         ("wrong.test", Behavior::a([Ipv4Addr::LOCALHOST])),
     ])
     .await;
@@ -62,12 +78,32 @@ async fn https_failures_are_classified() {
     );
     for p in [
         probe("good", format!("https://clerk.test:{}/", good.port()), ""),
-        probe("unknown-ca", format!("https://clerk.test:{}/", unknown.port()), ""),
-        probe("expired", format!("https://clerk.test:{}/", expired.port()), ""),
-        probe("wrong-host", format!("https://wrong.test:{}/", wrong.port()), ""),
-        probe("status-5xx", format!("https://clerk.test:{}/", five.port()), ""),
+        probe(
+            "unknown-ca",
+            format!("https://clerk.test:{}/", unknown.port()),
+            "",
+        ),
+        probe(
+            "expired",
+            format!("https://clerk.test:{}/", expired.port()),
+            "",
+        ),
+        probe(
+            "wrong-host",
+            format!("https://wrong.test:{}/", wrong.port()),
+            "",
+        ),
+        probe(
+            "status-5xx",
+            format!("https://clerk.test:{}/", five.port()),
+            "",
+        ),
         probe("too-big", format!("https://clerk.test:{}/", big.port()), ""),
-        probe("slow-body", format!("https://clerk.test:{}/", slow.port()), ""),
+        probe(
+            "slow-body",
+            format!("https://clerk.test:{}/", slow.port()),
+            "",
+        ),
         probe("hung", format!("https://clerk.test:{}/", hang.port()), ""),
         probe("reset", format!("https://clerk.test:{}/", reset.port()), ""),
         probe("nxdomain", "https://missing.test/".into(), ""),
@@ -102,32 +138,77 @@ async fn https_failures_are_classified() {
 
     let d = Daemon::start(&yaml, &[]).await;
     let names = [
-        "good", "unknown-ca", "expired", "wrong-host", "status-5xx", "big-unlimited", "too-big", "slow-body", "hung",
-        "reset", "nxdomain", "refused", "extra-ca", "via-proxy", "proxy-no-auth",
+        "good",
+        "unknown-ca",
+        "expired",
+        "wrong-host",
+        "status-5xx",
+        "big-unlimited",
+        "too-big",
+        "slow-body",
+        "hung",
+        "reset",
+        "nxdomain",
+        "refused",
+        "extra-ca",
+        "via-proxy",
+        "proxy-no-auth",
     ];
     let text = d
         .wait_for(
-            |t| names.iter().all(|p| value(t, "authwatch_probe_success", &[("probe", p)]).is_some()),
+            |t| {
+                names
+                    .iter()
+                    .all(|p| value(t, "authwatch_probe_success", &[("probe", p)]).is_some())
+            },
             Duration::from_secs(20),
         )
         .await;
 
     // The good server: every phase timed, TLS details, IPv4 after ::1 refused.
     let good_l = [("probe", "good")];
-    assert_eq!(expect_value(&text, "authwatch_probe_success", &good_l), 1.0, "{text}");
+    assert_eq!(
+        expect_value(&text, "authwatch_probe_success", &good_l),
+        1.0,
+        "{text}"
+    );
     for phase in ["resolve", "connect", "tls", "processing"] {
-        let v = expect_value(&text, "authwatch_probe_phase_duration_seconds", &[("probe", "good"), ("phase", phase)]);
+        let v = expect_value(
+            &text,
+            "authwatch_probe_phase_duration_seconds",
+            &[("probe", "good"), ("phase", phase)],
+        );
         assert!(v > 0.0, "phase {phase} = {v}");
     }
-    assert_eq!(expect_value(&text, "authwatch_http_status_code", &good_l), 200.0);
-    assert_eq!(expect_value(&text, "authwatch_http_ip_protocol", &good_l), 4.0);
-    assert_eq!(expect_value(&text, "authwatch_tls_verified", &good_l), 1.0);
-    assert_eq!(expect_value(&text, "authwatch_tls_version_info", &[("probe", "good"), ("version", "TLS 1.3")]), 1.0);
     assert_eq!(
-        expect_value(&text, "authwatch_tls_cert_not_after_timestamp_seconds", &[("probe", "good"), ("cert", "leaf")]),
+        expect_value(&text, "authwatch_http_status_code", &good_l),
+        200.0
+    );
+    assert_eq!(
+        expect_value(&text, "authwatch_http_ip_protocol", &good_l),
+        4.0
+    );
+    assert_eq!(expect_value(&text, "authwatch_tls_verified", &good_l), 1.0);
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_tls_version_info",
+            &[("probe", "good"), ("version", "TLS 1.3")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_tls_cert_not_after_timestamp_seconds",
+            &[("probe", "good"), ("cert", "leaf")]
+        ),
         good_leaf.not_after as f64
     );
-    assert_eq!(expect_value(&text, "authwatch_tls_trust_store_certificates", &[]), 1.0);
+    assert_eq!(
+        expect_value(&text, "authwatch_tls_trust_store_certificates", &[]),
+        1.0
+    );
 
     let expect = [
         ("unknown-ca", "tls_unknown_issuer"),
@@ -143,30 +224,71 @@ async fn https_failures_are_classified() {
         ("proxy-no-auth", "proxy_auth_required"),
     ];
     for (probe, reason) in expect {
-        assert_eq!(reason_of(&text, probe).as_deref(), Some(reason), "probe {probe}:\n{text}");
-        assert_eq!(expect_value(&text, "authwatch_probe_success", &[("probe", probe)]), 0.0);
+        assert_eq!(
+            reason_of(&text, probe).as_deref(),
+            Some(reason),
+            "probe {probe}:\n{text}"
+        );
+        assert_eq!(
+            expect_value(&text, "authwatch_probe_success", &[("probe", probe)]),
+            0.0
+        );
     }
     for probe in ["big-unlimited", "extra-ca", "via-proxy"] {
-        assert_eq!(expect_value(&text, "authwatch_probe_success", &[("probe", probe)]), 1.0, "{probe}:\n{text}");
+        assert_eq!(
+            expect_value(&text, "authwatch_probe_success", &[("probe", probe)]),
+            1.0,
+            "{probe}:\n{text}"
+        );
     }
     assert!(proxy.tunnels() > 0);
-    assert_eq!(expect_value(&text, "authwatch_http_status_code", &[("probe", "status-5xx")]), 503.0);
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_http_status_code",
+            &[("probe", "status-5xx")]
+        ),
+        503.0
+    );
     // Expiry is exported even when verification fails.
     assert_eq!(
-        expect_value(&text, "authwatch_tls_cert_not_after_timestamp_seconds", &[("probe", "expired"), ("cert", "leaf")]),
+        expect_value(
+            &text,
+            "authwatch_tls_cert_not_after_timestamp_seconds",
+            &[("probe", "expired"), ("cert", "leaf")]
+        ),
         expired_leaf.not_after as f64
     );
-    assert_eq!(expect_value(&text, "authwatch_tls_verified", &[("probe", "expired")]), 0.0);
     assert_eq!(
-        expect_value(&text, "authwatch_tls_cert_not_after_timestamp_seconds", &[("probe", "unknown-ca"), ("cert", "leaf")]),
+        expect_value(&text, "authwatch_tls_verified", &[("probe", "expired")]),
+        0.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_tls_cert_not_after_timestamp_seconds",
+            &[("probe", "unknown-ca"), ("cert", "leaf")]
+        ),
         unknown_leaf.not_after as f64
     );
     // A hung server costs its own probe its deadline and nothing else.
-    let hung_runs = expect_value(&text, "authwatch_probe_duration_seconds_count", &[("probe", "hung")]);
-    let good_runs = expect_value(&text, "authwatch_probe_duration_seconds_count", &[("probe", "good")]);
+    let hung_runs = expect_value(
+        &text,
+        "authwatch_probe_duration_seconds_count",
+        &[("probe", "hung")],
+    );
+    let good_runs = expect_value(
+        &text,
+        "authwatch_probe_duration_seconds_count",
+        &[("probe", "good")],
+    );
     assert!(good_runs >= hung_runs, "good {good_runs} hung {hung_runs}");
     assert_eq!(
-        expect_value(&text, "authwatch_probe_failures_total", &[("probe", "hung"), ("reason", "timeout")]),
+        expect_value(
+            &text,
+            "authwatch_probe_failures_total",
+            &[("probe", "hung"), ("reason", "timeout")]
+        ),
         hung_runs
     );
 
@@ -192,12 +314,25 @@ async fn empty_trust_store_is_reported() {
     );
     let d = Daemon::start(&yaml, &[]).await;
     let text = d
-        .wait_for(|t| value(t, "authwatch_probe_success", &[("probe", "no-ca")]).is_some(), Duration::from_secs(10))
+        .wait_for(
+            |t| value(t, "authwatch_probe_success", &[("probe", "no-ca")]).is_some(),
+            Duration::from_secs(10),
+        )
         .await;
-    assert_eq!(expect_value(&text, "authwatch_tls_trust_store_certificates", &[]), 0.0);
-    assert_eq!(reason_of(&text, "no-ca").as_deref(), Some("tls_unknown_issuer"));
     assert_eq!(
-        expect_value(&text, "authwatch_tls_cert_not_after_timestamp_seconds", &[("probe", "no-ca"), ("cert", "leaf")]),
+        expect_value(&text, "authwatch_tls_trust_store_certificates", &[]),
+        0.0
+    );
+    assert_eq!(
+        reason_of(&text, "no-ca").as_deref(),
+        Some("tls_unknown_issuer")
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_tls_cert_not_after_timestamp_seconds",
+            &[("probe", "no-ca"), ("cert", "leaf")]
+        ),
         leaf.not_after as f64
     );
 }

@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::daemon::Daemon;
@@ -49,17 +49,26 @@ async fn jwks_validation_freshness_rotation_and_pins() {
             "/notjson" => ResponseSpec::text(200, "text/plain", "keys=none"),
             "/weak" => ResponseSpec::json(200, weak.clone()),
             "/dup" => ResponseSpec::json(200, dup.clone()),
-            "/flaky" if ff.load(Ordering::SeqCst) == 0 => ResponseSpec::json(200, valid_doc2.clone()),
+            "/flaky" if ff.load(Ordering::SeqCst) == 0 => {
+                ResponseSpec::json(200, valid_doc2.clone())
+            }
             "/flaky" => ResponseSpec::json(500, r#"{"error":"boom"}"#),
-            "/rotating" if rot.load(Ordering::SeqCst) == 0 => ResponseSpec::json(200, valid_doc2.clone()),
+            "/rotating" if rot.load(Ordering::SeqCst) == 0 => {
+                ResponseSpec::json(200, valid_doc2.clone())
+            }
             "/rotating" => ResponseSpec::json(200, rotated_doc.clone()),
             "/v1/jwks" => match req.header("authorization") {
-                Some(h) if h == format!("Bearer {CANARY}") => ResponseSpec::json(200, valid_doc2.clone()),
+                Some(h) if h == format!("Bearer {CANARY}") => {
+                    ResponseSpec::json(200, valid_doc2.clone())
+                }
                 _ => ResponseSpec::json(401, r#"{"errors":[{"code":"clerk_key_invalid"}]}"#),
             },
             "/.well-known/openid-configuration" => {
                 let port = pc.load(Ordering::SeqCst);
-                ResponseSpec::json(200, format!(r#"{{"issuer":"x","jwks_uri":"http://127.0.0.1:{port}/valid"}}"#))
+                ResponseSpec::json(
+                    200,
+                    format!(r#"{{"issuer":"x","jwks_uri":"http://127.0.0.1:{port}/valid"}}"#),
+                )
             }
             _ => ResponseSpec::json(404, "{}"),
         }
@@ -119,8 +128,21 @@ async fn jwks_validation_freshness_rotation_and_pins() {
         )
         .await;
 
-    for p in ["valid", "flaky", "rotating", "pin-missing", "pin-pem", "backend", "oidc", "group-a"] {
-        assert_eq!(expect_value(&text, "authwatch_probe_success", &[("probe", p)]), 1.0, "{p}:\n{text}");
+    for p in [
+        "valid",
+        "flaky",
+        "rotating",
+        "pin-missing",
+        "pin-pem",
+        "backend",
+        "oidc",
+        "group-a",
+    ] {
+        assert_eq!(
+            expect_value(&text, "authwatch_probe_success", &[("probe", p)]),
+            1.0,
+            "{p}:\n{text}"
+        );
     }
     for (p, r) in [
         ("empty", "jwks_no_keys"),
@@ -134,55 +156,143 @@ async fn jwks_validation_freshness_rotation_and_pins() {
     let v = [("probe", "valid")];
     assert_eq!(expect_value(&text, "authwatch_jwks_keys", &v), 1.0);
     assert_eq!(
-        expect_value(&text, "authwatch_jwks_key_info", &[("probe", "valid"), ("kid", "ins_live"), ("alg", "RS256"), ("bits", "2048")]),
+        expect_value(
+            &text,
+            "authwatch_jwks_key_info",
+            &[
+                ("probe", "valid"),
+                ("kid", "ins_live"),
+                ("alg", "RS256"),
+                ("bits", "2048")
+            ]
+        ),
         1.0
     );
-    assert_eq!(expect_value(&text, "authwatch_jwks_pinned_missing_kids", &v), 0.0);
-    assert_eq!(expect_value(&text, "authwatch_jwks_pinned_missing_kids", &[("probe", "pin-missing")]), 1.0);
-    assert_eq!(expect_value(&text, "authwatch_jwks_pinned_missing_kids", &[("probe", "pin-pem")]), 0.0);
-    assert_eq!(expect_value(&text, "authwatch_jwks_group_agreement", &[("group", "same")]), 1.0);
-    assert_eq!(expect_value(&text, "authwatch_jwks_group_agreement", &[("group", "differ")]), 0.0);
+    assert_eq!(
+        expect_value(&text, "authwatch_jwks_pinned_missing_kids", &v),
+        0.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_jwks_pinned_missing_kids",
+            &[("probe", "pin-missing")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_jwks_pinned_missing_kids",
+            &[("probe", "pin-pem")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_jwks_group_agreement",
+            &[("group", "same")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_jwks_group_agreement",
+            &[("group", "differ")]
+        ),
+        0.0
+    );
     // The secret key went to the Backend API as a bearer token, and nowhere else.
-    assert!(server
-        .request_log()
-        .iter()
-        .any(|r| r.path_only() == "/v1/jwks" && r.header("authorization") == Some(&format!("Bearer {CANARY}"))));
+    assert!(
+        server
+            .request_log()
+            .iter()
+            .any(|r| r.path_only() == "/v1/jwks"
+                && r.header("authorization") == Some(&format!("Bearer {CANARY}")))
+    );
     // A key set seen once has no rotation yet.
-    assert_eq!(expect_value(&text, "authwatch_jwks_rotations_total", &[("probe", "rotating")]), 0.0);
-    let first_change = expect_value(&text, "authwatch_jwks_last_change_timestamp_seconds", &[("probe", "rotating")]);
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_jwks_rotations_total",
+            &[("probe", "rotating")]
+        ),
+        0.0
+    );
+    let first_change = expect_value(
+        &text,
+        "authwatch_jwks_last_change_timestamp_seconds",
+        &[("probe", "rotating")],
+    );
 
     // Rotation: the counter and the change time move.
     rotate.store(1, Ordering::SeqCst);
     // Freshness: once fetches fail, last success stays and the age keeps growing.
     fail_flaky.store(1, Ordering::SeqCst);
-    let last_ok = expect_value(&text, "authwatch_jwks_last_success_timestamp_seconds", &[("probe", "flaky")]);
+    let last_ok = expect_value(
+        &text,
+        "authwatch_jwks_last_success_timestamp_seconds",
+        &[("probe", "flaky")],
+    );
     let text = d
         .wait_for(
             |t| {
-                value(t, "authwatch_jwks_rotations_total", &[("probe", "rotating")]) == Some(1.0)
+                value(
+                    t,
+                    "authwatch_jwks_rotations_total",
+                    &[("probe", "rotating")],
+                ) == Some(1.0)
                     && reason_of(t, "flaky").as_deref() == Some("http_status")
             },
             Duration::from_secs(10),
         )
         .await;
-    assert!(expect_value(&text, "authwatch_jwks_last_change_timestamp_seconds", &[("probe", "rotating")]) > first_change);
+    assert!(
+        expect_value(
+            &text,
+            "authwatch_jwks_last_change_timestamp_seconds",
+            &[("probe", "rotating")]
+        ) > first_change
+    );
     assert_eq!(
-        expect_value(&text, "authwatch_jwks_key_info", &[("probe", "rotating"), ("kid", "ins_new")]),
+        expect_value(
+            &text,
+            "authwatch_jwks_key_info",
+            &[("probe", "rotating"), ("kid", "ins_new")]
+        ),
         1.0
     );
     let age1 = expect_value(&text, "authwatch_jwks_age_seconds", &[("probe", "flaky")]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let text = d.metrics().await;
     let age2 = expect_value(&text, "authwatch_jwks_age_seconds", &[("probe", "flaky")]);
-    assert!(age2 >= age1 + 1.0, "age must grow while fetches fail: {age1} -> {age2}");
-    assert!(expect_value(&text, "authwatch_jwks_last_success_timestamp_seconds", &[("probe", "flaky")]) >= last_ok);
+    assert!(
+        age2 >= age1 + 1.0,
+        "age must grow while fetches fail: {age1} -> {age2}"
+    );
+    assert!(
+        expect_value(
+            &text,
+            "authwatch_jwks_last_success_timestamp_seconds",
+            &[("probe", "flaky")]
+        ) >= last_ok
+    );
     // The last good key set is still exported: it is what a verifier has cached.
-    assert_eq!(expect_value(&text, "authwatch_jwks_keys", &[("probe", "flaky")]), 1.0);
+    assert_eq!(
+        expect_value(&text, "authwatch_jwks_keys", &[("probe", "flaky")]),
+        1.0
+    );
 
     let (out, ok) = promtool_check(&text);
     assert!(ok && out.trim().is_empty(), "promtool: {out}");
     assert!(!text.contains("CANARY"), "secret in metrics");
-    assert!(!d.logs().contains("CANARY"), "secret in logs:\n{}", d.logs());
+    assert!(
+        !d.logs().contains("CANARY"),
+        "secret in logs:\n{}",
+        d.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,9 +308,15 @@ async fn backend_rejecting_the_secret_key_is_its_own_reason() {
     let yaml = yaml.replace("SECRET_FILE", &secret_file.display().to_string());
     let d = Daemon::start(&yaml, &[]).await;
     let text = d
-        .wait_for(|t| reason_of(t, "clerk-bapi-jwks").is_some(), Duration::from_secs(10))
+        .wait_for(
+            |t| reason_of(t, "clerk-bapi-jwks").is_some(),
+            Duration::from_secs(10),
+        )
         .await;
-    assert_eq!(reason_of(&text, "clerk-bapi-jwks").as_deref(), Some("auth_secret_key_invalid"));
+    assert_eq!(
+        reason_of(&text, "clerk-bapi-jwks").as_deref(),
+        Some("auth_secret_key_invalid")
+    );
     assert!(!text.contains("CANARY"));
     assert!(!d.logs().contains("CANARY"));
 }

@@ -19,7 +19,8 @@ pub struct Family {
 }
 
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Debug)]
 pub struct Encoder {
@@ -90,7 +91,14 @@ impl Encoder {
         let _ = writeln!(self.out, "\n# TYPE {name} {ty}");
     }
 
-    fn line(&mut self, name: &str, suffix: &str, labels: &[(&str, &str)], extra: Option<(&str, &str)>, v: f64) {
+    fn line(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        extra: Option<(&str, &str)>,
+        v: f64,
+    ) {
         self.out.push_str(name);
         self.out.push_str(suffix);
         let all = labels.iter().copied().chain(extra);
@@ -113,17 +121,39 @@ impl Encoder {
 
     /// One gauge or counter sample of `f`.
     pub fn sample(&mut self, f: &Family, labels: &[(&str, &str)], v: f64) {
-        let suffix = if f.ty == MetricType::Counter { "_total" } else { "" };
+        let suffix = if f.ty == MetricType::Counter {
+            "_total"
+        } else {
+            ""
+        };
         self.line(f.name, suffix, labels, None, v);
     }
 
     /// A whole histogram series: cumulative bucket counts for `bounds`, then sum and count.
-    pub fn histogram(&mut self, f: &Family, labels: &[(&str, &str)], bounds: &[f64], cumulative: &[u64], sum: f64, count: u64) {
+    pub fn histogram(
+        &mut self,
+        f: &Family,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        cumulative: &[u64],
+        sum: f64,
+        count: u64,
+    ) {
         for (b, c) in bounds.iter().zip(cumulative) {
-            let le = if b.fract() == 0.0 { format!("{b:.1}") } else { format!("{b}") };
+            let le = if b.fract() == 0.0 {
+                format!("{b:.1}")
+            } else {
+                format!("{b}")
+            };
             self.line(f.name, "_bucket", labels, Some(("le", &le)), *c as f64);
         }
-        self.line(f.name, "_bucket", labels, Some(("le", "+Inf")), count as f64);
+        self.line(
+            f.name,
+            "_bucket",
+            labels,
+            Some(("le", "+Inf")),
+            count as f64,
+        );
         self.line(f.name, "_sum", labels, None, sum);
         self.line(f.name, "_count", labels, None, count as f64);
     }
@@ -153,11 +183,17 @@ mod tests {
         e.sample(&C, &[("probe", "a\"b\\c\nd")], 3.0);
         let t = e.finish();
         assert!(t.contains("# TYPE x_runs_total counter\n"), "{t}");
-        assert!(t.contains("x_runs_total{probe=\"a\\\"b\\\\c\\nd\"} 3\n"), "{t}");
+        assert!(
+            t.contains("x_runs_total{probe=\"a\\\"b\\\\c\\nd\"} 3\n"),
+            "{t}"
+        );
         let mut e = Encoder::new(true);
         e.header(&C);
         e.sample(&C, &[], 0.5);
         let t = e.finish();
-        assert!(t.contains("# TYPE x_runs counter\nx_runs_total 0.5\n# EOF\n"), "{t}");
+        assert!(
+            t.contains("# TYPE x_runs counter\nx_runs_total 0.5\n# EOF\n"),
+            "{t}"
+        );
     }
 }

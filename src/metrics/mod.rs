@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use encode::{Encoder, Family, MetricType::*};
 
 use crate::outcome::{Details, DnsLookup, Phase};
-use crate::store::{ProbeState, DURATION_BUCKETS};
+use crate::store::{DURATION_BUCKETS, ProbeState};
 
 macro_rules! family {
     ($id:ident, $name:literal, $ty:ident, $help:literal) => {
@@ -22,46 +22,246 @@ macro_rules! family {
     };
 }
 
-family!(PROBE_SUCCESS, "authwatch_probe_success", Gauge, "Whether the latest run of the probe succeeded (1) or failed (0).");
-family!(PROBE_FAILURE, "authwatch_probe_failure", Gauge, "One-hot over the kind's failure reasons: 1 for the reason of the latest run, 0 for the others (all 0 on success).");
-family!(PROBE_DURATION, "authwatch_probe_duration_seconds", Histogram, "Duration of probe runs.");
-family!(PROBE_PHASE, "authwatch_probe_phase_duration_seconds", Gauge, "Time the latest run spent in each phase (resolve, connect, tls, processing, transfer).");
-family!(PROBE_RUNS, "authwatch_probe_runs", Counter, "Probe runs completed.");
-family!(PROBE_FAILURES, "authwatch_probe_failures", Counter, "Failed probe runs by reason.");
-family!(PROBE_LAST_SUCCESS, "authwatch_probe_last_success_timestamp_seconds", Gauge, "Unix time of the probe's last successful run (absent until one succeeds).");
-family!(PROBE_LAST_RUN, "authwatch_probe_last_run_timestamp_seconds", Gauge, "Unix time the probe's latest run finished.");
-family!(PROBE_INTERVAL, "authwatch_probe_interval_seconds", Gauge, "Configured interval between runs of the probe.");
-family!(DNS_SUCCESS, "authwatch_dns_lookup_success", Gauge, "Whether the lookup of the name and type through the resolver returned answers.");
-family!(DNS_RCODE, "authwatch_dns_rcode", Gauge, "DNS response code of the lookup (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED; -1 no response).");
-family!(DNS_ANSWERS, "authwatch_dns_answers", Gauge, "Records in the answer section of the lookup.");
-family!(DNS_DURATION, "authwatch_dns_lookup_duration_seconds", Gauge, "Duration of the lookup.");
-family!(HTTP_STATUS, "authwatch_http_status_code", Gauge, "HTTP status code of the latest response (0 when none arrived).");
-family!(HTTP_IP_PROTOCOL, "authwatch_http_ip_protocol", Gauge, "IP version of the latest connection: 4 or 6 (0 when none was made).");
-family!(HTTP_BODY, "authwatch_http_response_body_bytes", Gauge, "Size of the latest response body read (up to the body limit).");
-family!(TLS_NOT_AFTER, "authwatch_tls_cert_not_after_timestamp_seconds", Gauge, "notAfter of the server certificate (cert=\"leaf\") and the earliest in the presented chain (cert=\"earliest\"), even when verification failed.");
-family!(TLS_VERIFIED, "authwatch_tls_verified", Gauge, "Whether the presented chain verified against the trust store plus the probe's ca_file.");
-family!(TLS_VERSION, "authwatch_tls_version_info", Gauge, "Negotiated TLS version of the latest handshake.");
-family!(TLS_STORE, "authwatch_tls_trust_store_certificates", Gauge, "Certificates in the system trust store (0: the image lacks CA certificates).");
-family!(JWKS_KEYS, "authwatch_jwks_keys", Gauge, "Keys in the last successfully fetched JWKS.");
-family!(JWKS_LAST_SUCCESS, "authwatch_jwks_last_success_timestamp_seconds", Gauge, "Unix time of the last successful JWKS fetch.");
-family!(JWKS_AGE, "authwatch_jwks_age_seconds", Gauge, "Seconds since the last successful JWKS fetch, computed at scrape time.");
-family!(JWKS_LAST_CHANGE, "authwatch_jwks_last_change_timestamp_seconds", Gauge, "Unix time the key set last changed (first seen, then each rotation).");
-family!(JWKS_ROTATIONS, "authwatch_jwks_rotations", Counter, "Changes of the key set seen since authwatch started.");
-family!(JWKS_KEY_INFO, "authwatch_jwks_key_info", Gauge, "One series per key of the last good JWKS (capped by max_keys).");
-family!(JWKS_PINNED_MISSING, "authwatch_jwks_pinned_missing_kids", Gauge, "Live keys that the pinned JWKS/PEM copy does not contain.");
-family!(JWKS_GROUP_AGREEMENT, "authwatch_jwks_group_agreement", Gauge, "Whether the JWKS probes of a group publish the same kids (1) or not (0).");
-family!(API_CHECK, "authwatch_api_health_check_success", Gauge, "Per-check result reported by the API's health endpoint.");
-family!(API_TRUNCATED, "authwatch_api_health_checks_truncated", Gauge, "Whether the API reported more checks than max_checks (the rest are not exported).");
-family!(CLOCK_OFFSET, "authwatch_clock_offset_seconds", Gauge, "Local clock minus the server's Date header (negative: the local clock is behind).");
-family!(BUILD_INFO, "authwatch_build_info", Gauge, "Build information.");
-family!(RELOAD_OK, "authwatch_config_last_reload_successful", Gauge, "Whether the last configuration load succeeded.");
-family!(RELOAD_TS, "authwatch_config_last_reload_success_timestamp_seconds", Gauge, "Unix time of the last successful configuration load.");
-family!(PROC_CPU, "process_cpu_seconds", Counter, "Total user and system CPU time spent in seconds.");
-family!(PROC_RSS, "process_resident_memory_bytes", Gauge, "Resident memory size in bytes.");
-family!(PROC_VSZ, "process_virtual_memory_bytes", Gauge, "Virtual memory size in bytes.");
-family!(PROC_FDS, "process_open_fds", Gauge, "Number of open file descriptors.");
-family!(PROC_MAX_FDS, "process_max_fds", Gauge, "Maximum number of open file descriptors.");
-family!(PROC_START, "process_start_time_seconds", Gauge, "Start time of the process since unix epoch in seconds.");
+family!(
+    PROBE_SUCCESS,
+    "authwatch_probe_success",
+    Gauge,
+    "Whether the latest run of the probe succeeded (1) or failed (0)."
+);
+family!(
+    PROBE_FAILURE,
+    "authwatch_probe_failure",
+    Gauge,
+    "One-hot over the kind's failure reasons: 1 for the reason of the latest run, 0 for the others (all 0 on success)."
+);
+family!(
+    PROBE_DURATION,
+    "authwatch_probe_duration_seconds",
+    Histogram,
+    "Duration of probe runs."
+);
+family!(
+    PROBE_PHASE,
+    "authwatch_probe_phase_duration_seconds",
+    Gauge,
+    "Time the latest run spent in each phase (resolve, connect, tls, processing, transfer)."
+);
+family!(
+    PROBE_RUNS,
+    "authwatch_probe_runs",
+    Counter,
+    "Probe runs completed."
+);
+family!(
+    PROBE_FAILURES,
+    "authwatch_probe_failures",
+    Counter,
+    "Failed probe runs by reason."
+);
+family!(
+    PROBE_LAST_SUCCESS,
+    "authwatch_probe_last_success_timestamp_seconds",
+    Gauge,
+    "Unix time of the probe's last successful run (absent until one succeeds)."
+);
+family!(
+    PROBE_LAST_RUN,
+    "authwatch_probe_last_run_timestamp_seconds",
+    Gauge,
+    "Unix time the probe's latest run finished."
+);
+family!(
+    PROBE_INTERVAL,
+    "authwatch_probe_interval_seconds",
+    Gauge,
+    "Configured interval between runs of the probe."
+);
+family!(
+    DNS_SUCCESS,
+    "authwatch_dns_lookup_success",
+    Gauge,
+    "Whether the lookup of the name and type through the resolver returned answers."
+);
+family!(
+    DNS_RCODE,
+    "authwatch_dns_rcode",
+    Gauge,
+    "DNS response code of the lookup (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED; -1 no response)."
+);
+family!(
+    DNS_ANSWERS,
+    "authwatch_dns_answers",
+    Gauge,
+    "Records in the answer section of the lookup."
+);
+family!(
+    DNS_DURATION,
+    "authwatch_dns_lookup_duration_seconds",
+    Gauge,
+    "Duration of the lookup."
+);
+family!(
+    HTTP_STATUS,
+    "authwatch_http_status_code",
+    Gauge,
+    "HTTP status code of the latest response (0 when none arrived)."
+);
+family!(
+    HTTP_IP_PROTOCOL,
+    "authwatch_http_ip_protocol",
+    Gauge,
+    "IP version of the latest connection: 4 or 6 (0 when none was made)."
+);
+family!(
+    HTTP_BODY,
+    "authwatch_http_response_body_bytes",
+    Gauge,
+    "Size of the latest response body read (up to the body limit)."
+);
+family!(
+    TLS_NOT_AFTER,
+    "authwatch_tls_cert_not_after_timestamp_seconds",
+    Gauge,
+    "notAfter of the server certificate (cert=\"leaf\") and the earliest in the presented chain (cert=\"earliest\"), even when verification failed."
+);
+family!(
+    TLS_VERIFIED,
+    "authwatch_tls_verified",
+    Gauge,
+    "Whether the presented chain verified against the trust store plus the probe's ca_file."
+);
+family!(
+    TLS_VERSION,
+    "authwatch_tls_version_info",
+    Gauge,
+    "Negotiated TLS version of the latest handshake."
+);
+family!(
+    TLS_STORE,
+    "authwatch_tls_trust_store_certificates",
+    Gauge,
+    "Certificates in the system trust store (0: the image lacks CA certificates)."
+);
+family!(
+    JWKS_KEYS,
+    "authwatch_jwks_keys",
+    Gauge,
+    "Keys in the last successfully fetched JWKS."
+);
+family!(
+    JWKS_LAST_SUCCESS,
+    "authwatch_jwks_last_success_timestamp_seconds",
+    Gauge,
+    "Unix time of the last successful JWKS fetch."
+);
+family!(
+    JWKS_AGE,
+    "authwatch_jwks_age_seconds",
+    Gauge,
+    "Seconds since the last successful JWKS fetch, computed at scrape time."
+);
+family!(
+    JWKS_LAST_CHANGE,
+    "authwatch_jwks_last_change_timestamp_seconds",
+    Gauge,
+    "Unix time the key set last changed (first seen, then each rotation)."
+);
+family!(
+    JWKS_ROTATIONS,
+    "authwatch_jwks_rotations",
+    Counter,
+    "Changes of the key set seen since authwatch started."
+);
+family!(
+    JWKS_KEY_INFO,
+    "authwatch_jwks_key_info",
+    Gauge,
+    "One series per key of the last good JWKS (capped by max_keys)."
+);
+family!(
+    JWKS_PINNED_MISSING,
+    "authwatch_jwks_pinned_missing_kids",
+    Gauge,
+    "Live keys that the pinned JWKS/PEM copy does not contain."
+);
+family!(
+    JWKS_GROUP_AGREEMENT,
+    "authwatch_jwks_group_agreement",
+    Gauge,
+    "Whether the JWKS probes of a group publish the same kids (1) or not (0)."
+);
+family!(
+    API_CHECK,
+    "authwatch_api_health_check_success",
+    Gauge,
+    "Per-check result reported by the API's health endpoint."
+);
+family!(
+    API_TRUNCATED,
+    "authwatch_api_health_checks_truncated",
+    Gauge,
+    "Whether the API reported more checks than max_checks (the rest are not exported)."
+);
+family!(
+    CLOCK_OFFSET,
+    "authwatch_clock_offset_seconds",
+    Gauge,
+    "Local clock minus the server's Date header (negative: the local clock is behind)."
+);
+family!(
+    BUILD_INFO,
+    "authwatch_build_info",
+    Gauge,
+    "Build information."
+);
+family!(
+    RELOAD_OK,
+    "authwatch_config_last_reload_successful",
+    Gauge,
+    "Whether the last configuration load succeeded."
+);
+family!(
+    RELOAD_TS,
+    "authwatch_config_last_reload_success_timestamp_seconds",
+    Gauge,
+    "Unix time of the last successful configuration load."
+);
+family!(
+    PROC_CPU,
+    "process_cpu_seconds",
+    Counter,
+    "Total user and system CPU time spent in seconds."
+);
+family!(
+    PROC_RSS,
+    "process_resident_memory_bytes",
+    Gauge,
+    "Resident memory size in bytes."
+);
+family!(
+    PROC_VSZ,
+    "process_virtual_memory_bytes",
+    Gauge,
+    "Virtual memory size in bytes."
+);
+family!(
+    PROC_FDS,
+    "process_open_fds",
+    Gauge,
+    "Number of open file descriptors."
+);
+family!(
+    PROC_MAX_FDS,
+    "process_max_fds",
+    Gauge,
+    "Maximum number of open file descriptors."
+);
+family!(
+    PROC_START,
+    "process_start_time_seconds",
+    Gauge,
+    "Start time of the process since unix epoch in seconds."
+);
 
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -79,10 +279,19 @@ pub struct Globals {
 }
 
 /// Writes one family: its header, then `each` for every probe state.
-fn per_probe<'a>(e: &mut Encoder, f: &Family, probes: impl IntoIterator<Item = &'a ProbeState>, mut each: impl FnMut(&mut Encoder, &ProbeState, [(&'static str, &str); 2])) {
+fn per_probe<'a>(
+    e: &mut Encoder,
+    f: &Family,
+    probes: impl IntoIterator<Item = &'a ProbeState>,
+    mut each: impl FnMut(&mut Encoder, &ProbeState, [(&'static str, &str); 2]),
+) {
     e.header(f);
     for p in probes {
-        each(e, p, [("probe", p.name.as_str()), ("kind", p.kind.as_label())]);
+        each(
+            e,
+            p,
+            [("probe", p.name.as_str()), ("kind", p.kind.as_label())],
+        );
     }
 }
 
@@ -91,11 +300,20 @@ fn is_http(p: &ProbeState) -> bool {
 }
 
 /// Renders every family. `now` is the scrape time.
-pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: SystemTime) -> (String, &'static str) {
+pub fn render(
+    probes: &[ProbeState],
+    g: &Globals,
+    openmetrics: bool,
+    now: SystemTime,
+) -> (String, &'static str) {
     let mut e = Encoder::new(openmetrics);
     per_probe(&mut e, &PROBE_SUCCESS, probes, |e, p, l| {
         if let Some(last) = &p.last {
-            e.sample(&PROBE_SUCCESS, &l, if last.failure.is_none() { 1.0 } else { 0.0 });
+            e.sample(
+                &PROBE_SUCCESS,
+                &l,
+                if last.failure.is_none() { 1.0 } else { 0.0 },
+            );
         }
     });
     per_probe(&mut e, &PROBE_FAILURE, probes, |e, p, [a, b]| {
@@ -109,7 +327,14 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
     per_probe(&mut e, &PROBE_DURATION, probes, |e, p, l| {
         let h = &p.durations;
         if h.count > 0 {
-            e.histogram(&PROBE_DURATION, &l, DURATION_BUCKETS, &h.counts, h.sum, h.count);
+            e.histogram(
+                &PROBE_DURATION,
+                &l,
+                DURATION_BUCKETS,
+                &h.counts,
+                h.sum,
+                h.count,
+            );
         }
     });
     per_probe(&mut e, &PROBE_PHASE, probes, |e, p, [a, b]| {
@@ -118,12 +343,16 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
                 if !is_http(p) && ph != Phase::Resolve {
                     continue;
                 }
-                let v = last.trace.phases[ph as usize].map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                let v = last.trace.phases[ph as usize]
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
                 e.sample(&PROBE_PHASE, &[a, b, ("phase", ph.as_label())], v);
             }
         }
     });
-    per_probe(&mut e, &PROBE_RUNS, probes, |e, p, l| e.sample(&PROBE_RUNS, &l, p.runs as f64));
+    per_probe(&mut e, &PROBE_RUNS, probes, |e, p, l| {
+        e.sample(&PROBE_RUNS, &l, p.runs as f64)
+    });
     per_probe(&mut e, &PROBE_FAILURES, probes, |e, p, [a, b]| {
         for r in p.kind.reasons() {
             let n = p.failures.get(&r).copied().unwrap_or(0);
@@ -140,7 +369,9 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
             e.sample(&PROBE_LAST_RUN, &l, unix(last.finished_at));
         }
     });
-    per_probe(&mut e, &PROBE_INTERVAL, probes, |e, p, l| e.sample(&PROBE_INTERVAL, &l, p.interval.as_secs_f64()));
+    per_probe(&mut e, &PROBE_INTERVAL, probes, |e, p, l| {
+        e.sample(&PROBE_INTERVAL, &l, p.interval.as_secs_f64())
+    });
 
     // DNS lookups, one series per (resolver, name, type).
     type Get = fn(&DnsLookup) -> f64;
@@ -156,7 +387,13 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
                 return;
             };
             for l in lookups {
-                let labels = [a, b, ("resolver", l.resolver.as_str()), ("name", l.name.as_str()), ("type", l.rtype)];
+                let labels = [
+                    a,
+                    b,
+                    ("resolver", l.resolver.as_str()),
+                    ("name", l.name.as_str()),
+                    ("type", l.rtype),
+                ];
                 e.sample(f, &labels, get(l));
             }
         });
@@ -164,12 +401,20 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
 
     per_probe(&mut e, &HTTP_STATUS, probes, |e, p, l| {
         if let Some(last) = p.last.as_ref().filter(|_| is_http(p)) {
-            e.sample(&HTTP_STATUS, &l, last.trace.status_code.map(f64::from).unwrap_or(0.0));
+            e.sample(
+                &HTTP_STATUS,
+                &l,
+                last.trace.status_code.map(f64::from).unwrap_or(0.0),
+            );
         }
     });
     per_probe(&mut e, &HTTP_IP_PROTOCOL, probes, |e, p, l| {
         if let Some(last) = p.last.as_ref().filter(|_| is_http(p)) {
-            e.sample(&HTTP_IP_PROTOCOL, &l, last.trace.ip_protocol.map(f64::from).unwrap_or(0.0));
+            e.sample(
+                &HTTP_IP_PROTOCOL,
+                &l,
+                last.trace.ip_protocol.map(f64::from).unwrap_or(0.0),
+            );
         }
     });
     per_probe(&mut e, &HTTP_BODY, probes, |e, p, l| {
@@ -193,38 +438,90 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
         }
     });
     per_probe(&mut e, &TLS_VERSION, probes, |e, p, [a, b]| {
-        if let Some(v) = p.last.as_ref().and_then(|l| l.trace.tls.as_ref()).and_then(|t| t.version.as_deref()) {
+        if let Some(v) = p
+            .last
+            .as_ref()
+            .and_then(|l| l.trace.tls.as_ref())
+            .and_then(|t| t.version.as_deref())
+        {
             e.sample(&TLS_VERSION, &[a, b, ("version", v)], 1.0);
         }
     });
     e.header(&TLS_STORE);
     e.sample(&TLS_STORE, &[], g.trust_store_certificates as f64);
 
-    let jwks: Vec<&ProbeState> = probes.iter().filter(|p| p.jwks.last_success.is_some()).collect();
-    per_probe(&mut e, &JWKS_KEYS, jwks.iter().copied(), |e, p, l| e.sample(&JWKS_KEYS, &l, p.jwks.keys.len() as f64));
-    per_probe(&mut e, &JWKS_LAST_SUCCESS, jwks.iter().copied(), |e, p, l| {
-        e.sample(&JWKS_LAST_SUCCESS, &l, p.jwks.last_success.map(unix).unwrap_or(0.0));
+    let jwks: Vec<&ProbeState> = probes
+        .iter()
+        .filter(|p| p.jwks.last_success.is_some())
+        .collect();
+    per_probe(&mut e, &JWKS_KEYS, jwks.iter().copied(), |e, p, l| {
+        e.sample(&JWKS_KEYS, &l, p.jwks.keys.len() as f64)
     });
+    per_probe(
+        &mut e,
+        &JWKS_LAST_SUCCESS,
+        jwks.iter().copied(),
+        |e, p, l| {
+            e.sample(
+                &JWKS_LAST_SUCCESS,
+                &l,
+                p.jwks.last_success.map(unix).unwrap_or(0.0),
+            );
+        },
+    );
     per_probe(&mut e, &JWKS_AGE, jwks.iter().copied(), |e, p, l| {
-        let age = p.jwks.last_success.map(|t| (unix(now) - unix(t)).max(0.0)).unwrap_or(0.0);
+        let age = p
+            .jwks
+            .last_success
+            .map(|t| (unix(now) - unix(t)).max(0.0))
+            .unwrap_or(0.0);
         e.sample(&JWKS_AGE, &l, age);
     });
-    per_probe(&mut e, &JWKS_LAST_CHANGE, jwks.iter().copied(), |e, p, l| {
-        e.sample(&JWKS_LAST_CHANGE, &l, p.jwks.last_change.map(unix).unwrap_or(0.0));
+    per_probe(
+        &mut e,
+        &JWKS_LAST_CHANGE,
+        jwks.iter().copied(),
+        |e, p, l| {
+            e.sample(
+                &JWKS_LAST_CHANGE,
+                &l,
+                p.jwks.last_change.map(unix).unwrap_or(0.0),
+            );
+        },
+    );
+    per_probe(&mut e, &JWKS_ROTATIONS, jwks.iter().copied(), |e, p, l| {
+        e.sample(&JWKS_ROTATIONS, &l, p.jwks.rotations as f64)
     });
-    per_probe(&mut e, &JWKS_ROTATIONS, jwks.iter().copied(), |e, p, l| e.sample(&JWKS_ROTATIONS, &l, p.jwks.rotations as f64));
-    per_probe(&mut e, &JWKS_KEY_INFO, jwks.iter().copied(), |e, p, [a, b]| {
-        for k in p.jwks.keys.iter().take(p.jwks_max_keys) {
-            let bits = k.bits.to_string();
-            let labels = [a, b, ("kid", k.kid.as_str()), ("kty", k.kty.as_str()), ("alg", k.alg.as_str()), ("use", k.use_.as_str()), ("bits", bits.as_str())];
-            e.sample(&JWKS_KEY_INFO, &labels, 1.0);
-        }
-    });
-    per_probe(&mut e, &JWKS_PINNED_MISSING, jwks.iter().copied(), |e, p, l| {
-        if let Some(n) = p.jwks.pinned_missing {
-            e.sample(&JWKS_PINNED_MISSING, &l, n as f64);
-        }
-    });
+    per_probe(
+        &mut e,
+        &JWKS_KEY_INFO,
+        jwks.iter().copied(),
+        |e, p, [a, b]| {
+            for k in p.jwks.keys.iter().take(p.jwks_max_keys) {
+                let bits = k.bits.to_string();
+                let labels = [
+                    a,
+                    b,
+                    ("kid", k.kid.as_str()),
+                    ("kty", k.kty.as_str()),
+                    ("alg", k.alg.as_str()),
+                    ("use", k.use_.as_str()),
+                    ("bits", bits.as_str()),
+                ];
+                e.sample(&JWKS_KEY_INFO, &labels, 1.0);
+            }
+        },
+    );
+    per_probe(
+        &mut e,
+        &JWKS_PINNED_MISSING,
+        jwks.iter().copied(),
+        |e, p, l| {
+            if let Some(n) = p.jwks.pinned_missing {
+                e.sample(&JWKS_PINNED_MISSING, &l, n as f64);
+            }
+        },
+    );
     e.header(&JWKS_GROUP_AGREEMENT);
     let mut groups: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
     for p in &jwks {
@@ -237,14 +534,22 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
     for (group, sets) in &groups {
         if sets.len() >= 2 {
             let agree = sets.windows(2).all(|w| w[0] == w[1]);
-            e.sample(&JWKS_GROUP_AGREEMENT, &[("group", group)], f64::from(u8::from(agree)));
+            e.sample(
+                &JWKS_GROUP_AGREEMENT,
+                &[("group", group)],
+                f64::from(u8::from(agree)),
+            );
         }
     }
 
     per_probe(&mut e, &API_CHECK, probes, |e, p, [a, b]| {
         if let Some(Details::ApiHealth { checks, .. }) = p.last.as_ref().map(|l| &l.details) {
             for (name, ok) in checks {
-                e.sample(&API_CHECK, &[a, b, ("check", name.as_str())], f64::from(u8::from(*ok)));
+                e.sample(
+                    &API_CHECK,
+                    &[a, b, ("check", name.as_str())],
+                    f64::from(u8::from(*ok)),
+                );
             }
         }
     });
@@ -262,7 +567,10 @@ pub fn render(probes: &[ProbeState], g: &Globals, openmetrics: bool, now: System
     e.header(&BUILD_INFO);
     e.sample(
         &BUILD_INFO,
-        &[("version", env!("CARGO_PKG_VERSION")), ("revision", env!("AUTHWATCH_REVISION"))],
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("revision", env!("AUTHWATCH_REVISION")),
+        ],
         1.0,
     );
     e.header(&RELOAD_OK);

@@ -33,7 +33,9 @@ pub fn read(started_at: SystemTime) -> ProcessStats {
                 s.cpu_seconds = Some((u + k) / TICKS_PER_SECOND);
             }
             s.virtual_bytes = num(20);
-            s.start_time = num(19).zip(boot_time()).map(|(t, b)| b + t / TICKS_PER_SECOND);
+            s.start_time = num(19)
+                .zip(boot_time())
+                .map(|(t, b)| b + t / TICKS_PER_SECOND);
         }
     }
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
@@ -43,7 +45,9 @@ pub fn read(started_at: SystemTime) -> ProcessStats {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map(|kb| kb * 1024.0);
     }
-    s.open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as f64);
+    s.open_fds = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as f64);
     if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
         s.max_fds = limits
             .lines()

@@ -43,7 +43,10 @@ pub enum DnsError {
     #[error("invalid query name {0:?}")]
     BadName(String),
     #[error("socket error talking to {server}: {source}")]
-    Io { server: SocketAddr, source: io::Error },
+    Io {
+        server: SocketAddr,
+        source: io::Error,
+    },
     #[error("malformed response from {server}: {detail}")]
     Malformed { server: SocketAddr, detail: String },
 }
@@ -76,7 +79,9 @@ fn build_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), DnsError
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(qname, rtype));
-    let bytes = msg.to_vec().map_err(|_| DnsError::BadName(name.to_string()))?;
+    let bytes = msg
+        .to_vec()
+        .map_err(|_| DnsError::BadName(name.to_string()))?;
     Ok((id, bytes))
 }
 
@@ -117,9 +122,13 @@ pub async fn query(
     let io_err = |source| DnsError::Io { server, source };
     if !tcp {
         let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().map_err(|_| DnsError::BadName(name.into()))?
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| DnsError::BadName(name.into()))?
         } else {
-            "[::]:0".parse().map_err(|_| DnsError::BadName(name.into()))?
+            "[::]:0"
+                .parse()
+                .map_err(|_| DnsError::BadName(name.into()))?
         };
         let sock = UdpSocket::bind(bind).await.map_err(io_err)?;
         sock.connect(server).await.map_err(io_err)?;
@@ -160,5 +169,7 @@ pub async fn query(
 
 /// The rcode name as dig prints it, for logs and status output.
 pub fn rcode_name(rcode: u16) -> String {
-    <ResponseCode as From<u16>>::from(rcode).to_str().to_string()
+    <ResponseCode as From<u16>>::from(rcode)
+        .to_str()
+        .to_string()
 }

@@ -66,9 +66,9 @@ fn io_reason(e: &io::Error) -> Reason {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
         io::ErrorKind::TimedOut => Reason::ConnectTimeout,
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-            Reason::ConnectionReset
-        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => Reason::ConnectionReset,
         _ => Reason::NetworkUnreachable,
     }
 }
@@ -130,7 +130,12 @@ impl HttpClient {
                     return Ok(s);
                 }
                 Ok(Err(e)) => last = Failure::new(io_reason(&e), format!("connect to {sa}: {e}")),
-                Err(_) => last = Failure::new(Reason::ConnectTimeout, format!("connect to {sa}: timed out")),
+                Err(_) => {
+                    last = Failure::new(
+                        Reason::ConnectTimeout,
+                        format!("connect to {sa}: timed out"),
+                    )
+                }
             }
         }
         Err(last)
@@ -153,36 +158,50 @@ impl HttpClient {
     ) -> Result<TcpStream, Failure> {
         trace.enter(Phase::Resolve);
         let addrs = self.resolve(&proxy.host, deadline).await.map_err(|f| {
-            Failure::new(Reason::ProxyConnectFailed, format!("proxy {}: {}", proxy.host, f.message))
+            Failure::new(
+                Reason::ProxyConnectFailed,
+                format!("proxy {}: {}", proxy.host, f.message),
+            )
         })?;
         trace.enter(Phase::Connect);
         let mut stream = self
             .connect_any(&addrs, proxy.port, deadline, trace)
             .await
-            .map_err(|f| Failure::new(Reason::ProxyConnectFailed, format!("proxy: {}", f.message)))?;
+            .map_err(|f| {
+                Failure::new(Reason::ProxyConnectFailed, format!("proxy: {}", f.message))
+            })?;
         if !target.https {
             return Ok(stream);
         }
         let authority = format!("{}:{}", bracket(&target.host), target.port);
-        let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {USER_AGENT}\r\n");
+        let mut req = format!(
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {USER_AGENT}\r\n"
+        );
         if let Some(auth) = &proxy.auth {
             req.push_str("Proxy-Authorization: Basic ");
             req.push_str(auth.expose());
             req.push_str("\r\n");
         }
         req.push_str("\r\n");
-        let proxy_err = |e: io::Error| Failure::new(Reason::ProxyConnectFailed, format!("proxy CONNECT: {e}"));
+        let proxy_err =
+            |e: io::Error| Failure::new(Reason::ProxyConnectFailed, format!("proxy CONNECT: {e}"));
         stream.write_all(req.as_bytes()).await.map_err(proxy_err)?;
         // Read the proxy's answer byte by byte so no tunnelled byte is swallowed.
         let mut head = Vec::with_capacity(256);
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             if head.len() > 8192 {
-                return Err(Failure::new(Reason::ProxyConnectFailed, "proxy answer head too large"));
+                return Err(Failure::new(
+                    Reason::ProxyConnectFailed,
+                    "proxy answer head too large",
+                ));
             }
             let n = stream.read(&mut byte).await.map_err(proxy_err)?;
             if n == 0 {
-                return Err(Failure::new(Reason::ProxyConnectFailed, "proxy closed the connection during CONNECT"));
+                return Err(Failure::new(
+                    Reason::ProxyConnectFailed,
+                    "proxy closed the connection during CONNECT",
+                ));
             }
             head.push(byte[0]);
         }
@@ -194,7 +213,10 @@ impl HttpClient {
             .unwrap_or(0);
         match code {
             200..=299 => Ok(stream),
-            407 => Err(Failure::new(Reason::ProxyAuthRequired, "proxy answered 407 Proxy Authentication Required")),
+            407 => Err(Failure::new(
+                Reason::ProxyAuthRequired,
+                "proxy answered 407 Proxy Authentication Required",
+            )),
             _ => Err(Failure::new(
                 Reason::ProxyConnectFailed,
                 format!("proxy refused CONNECT to {authority} with status {code}"),
@@ -221,7 +243,8 @@ impl HttpClient {
                 trace.enter(Phase::Resolve);
                 let addrs = self.resolve(&target.host, deadline).await?;
                 trace.enter(Phase::Connect);
-                self.connect_any(&addrs, target.port, deadline, trace).await?
+                self.connect_any(&addrs, target.port, deadline, trace)
+                    .await?
             }
         };
         // Plain HTTP through a proxy uses the absolute form of the request target.
@@ -243,9 +266,17 @@ impl HttpClient {
             .with_no_client_auth();
         let mut config = config;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let sni = self.conn.server_name.clone().unwrap_or_else(|| target.host.clone());
-        let server_name = ServerName::try_from(sni.clone())
-            .map_err(|_| Failure::new(Reason::TlsHandshake, format!("invalid TLS server name {sni:?}")))?;
+        let sni = self
+            .conn
+            .server_name
+            .clone()
+            .unwrap_or_else(|| target.host.clone());
+        let server_name = ServerName::try_from(sni.clone()).map_err(|_| {
+            Failure::new(
+                Reason::TlsHandshake,
+                format!("invalid TLS server name {sni:?}"),
+            )
+        })?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let handshake = connector.connect(server_name, tcp).await;
         trace.update(|t| t.tls = recorder.info());
@@ -259,12 +290,15 @@ impl HttpClient {
                     ));
                 }
                 let reason = match e.kind() {
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-                        Reason::ConnectionReset
-                    }
+                    io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe => Reason::ConnectionReset,
                     _ => Reason::TlsHandshake,
                 };
-                return Err(Failure::new(reason, format!("TLS handshake with {sni}: {e}")));
+                return Err(Failure::new(
+                    reason,
+                    format!("TLS handshake with {sni}: {e}"),
+                ));
             }
         };
         let version = stream.get_ref().1.protocol_version().map(tls::version_name);
@@ -273,7 +307,8 @@ impl HttpClient {
                 info.version = version;
             }
         });
-        self.exchange(stream, target, &uri, extra_headers, trace).await
+        self.exchange(stream, target, &uri, extra_headers, trace)
+            .await
     }
 
     async fn exchange<S>(
@@ -289,8 +324,15 @@ impl HttpClient {
     {
         trace.enter(Phase::Processing);
         let proto = |e: hyper::Error| {
-            let reason = if is_reset(&e) { Reason::ConnectionReset } else { Reason::HttpProtocol };
-            Failure::new(reason, format!("HTTP exchange with {}: {e}", target.authority()))
+            let reason = if is_reset(&e) {
+                Reason::ConnectionReset
+            } else {
+                Reason::HttpProtocol
+            };
+            Failure::new(
+                reason,
+                format!("HTTP exchange with {}: {e}", target.authority()),
+            )
         };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -329,7 +371,10 @@ impl HttpClient {
                     trace.update(|t| t.body_bytes = Some((buf.len() + data.len()) as u64));
                     return Err(Failure::new(
                         Reason::BodyTooLarge,
-                        format!("response body of {} exceeds the {limit}-byte limit", target.authority()),
+                        format!(
+                            "response body of {} exceeds the {limit}-byte limit",
+                            target.authority()
+                        ),
                     ));
                 }
                 buf.extend_from_slice(&data);
@@ -357,7 +402,9 @@ fn is_reset(e: &hyper::Error) -> bool {
         if let Some(io) = err.downcast_ref::<io::Error>() {
             return matches!(
                 io.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
             );
         }
         src = err.source();

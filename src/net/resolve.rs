@@ -45,7 +45,9 @@ pub fn parse_resolv_conf(text: &str, port: u16) -> Vec<SocketAddr> {
         .lines()
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
-            (parts.next() == Some("nameserver")).then(|| parts.next()).flatten()
+            (parts.next() == Some("nameserver"))
+                .then(|| parts.next())
+                .flatten()
         })
         .filter_map(|ip| {
             let ip = ip.split('%').next().unwrap_or(ip);
@@ -151,7 +153,10 @@ impl Resolver {
         let (servers, tcp) = match &self.spec {
             ResolverSpec::System => {
                 let hosts = read_small(&self.files.hosts_file).await;
-                let mut found: Vec<IpAddr> = lookup_hosts(&hosts, host).into_iter().filter(wanted).collect();
+                let mut found: Vec<IpAddr> = lookup_hosts(&hosts, host)
+                    .into_iter()
+                    .filter(wanted)
+                    .collect();
                 if !found.is_empty() {
                     found.sort_by_key(|ip| ip.is_ipv4());
                     return Ok(found);
@@ -211,10 +216,22 @@ mod tests {
     fn resolv_conf_and_hosts() {
         let rc = "# c\nsearch x\nnameserver 127.0.0.11\nnameserver ::1\nnameserver bogus\noptions ndots:0\n";
         let s = parse_resolv_conf(rc, 5353);
-        assert_eq!(s, vec!["127.0.0.11:5353".parse().unwrap(), "[::1]:5353".parse().unwrap()]);
-        assert_eq!(parse_resolv_conf("", 53), vec!["127.0.0.1:53".parse().unwrap()]);
+        assert_eq!(
+            s,
+            vec![
+                "127.0.0.11:5353".parse().unwrap(),
+                "[::1]:5353".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            parse_resolv_conf("", 53),
+            vec!["127.0.0.1:53".parse().unwrap()]
+        );
         let h = "127.0.0.1 localhost\n10.1.2.3 clerk.test api.clerk.test # x\n";
-        assert_eq!(lookup_hosts(h, "API.clerk.test"), vec!["10.1.2.3".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            lookup_hosts(h, "API.clerk.test"),
+            vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
+        );
         assert!(lookup_hosts(h, "nothere").is_empty());
     }
 }

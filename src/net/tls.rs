@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -81,7 +81,10 @@ impl TrustCache {
             Err(p) => p.into_inner(),
         };
         if guard.0.elapsed() >= TRUST_REFRESH {
-            *guard = (Instant::now(), Arc::new(TrustStore::load(self.file.as_deref())));
+            *guard = (
+                Instant::now(),
+                Arc::new(TrustStore::load(self.file.as_deref())),
+            );
         }
         guard.1.clone()
     }
@@ -187,7 +190,9 @@ impl ServerCertVerifier for RecordingVerifier {
             Some(v) => v
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
                 .map(|_| ()),
-            None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
         };
         let mut seen = self.lock();
         seen.chain = std::iter::once(end_entity)
@@ -244,7 +249,9 @@ pub fn reason_for(err: &rustls::Error) -> Reason {
     match err {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer => Reason::TlsUnknownIssuer,
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Reason::TlsExpired,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                Reason::TlsExpired
+            }
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 Reason::TlsNotYetValid
             }

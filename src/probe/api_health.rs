@@ -15,12 +15,37 @@ pub struct ApiHealthProbe {
     client: HttpClient,
 }
 
-const CONTAINER_KEYS: &[&str] = &["checks", "results", "services", "dependencies", "components"];
-const OK_WORDS: &[&str] = &[
-    "ok", "healthy", "pass", "passed", "up", "success", "succeeded", "true", "green",
-    "available", "connected", "reachable",
+const CONTAINER_KEYS: &[&str] = &[
+    "checks",
+    "results",
+    "services",
+    "dependencies",
+    "components",
 ];
-const VERDICT_KEYS: &[&str] = &["status", "ok", "healthy", "success", "passed", "up", "reachable", "connected"];
+const OK_WORDS: &[&str] = &[
+    "ok",
+    "healthy",
+    "pass",
+    "passed",
+    "up",
+    "success",
+    "succeeded",
+    "true",
+    "green",
+    "available",
+    "connected",
+    "reachable",
+];
+const VERDICT_KEYS: &[&str] = &[
+    "status",
+    "ok",
+    "healthy",
+    "success",
+    "passed",
+    "up",
+    "reachable",
+    "connected",
+];
 const MAX_LABEL: usize = 64;
 
 /// Whether a check's value says it passed; `None` when its shape says nothing.
@@ -43,7 +68,13 @@ fn verdict(v: &Value) -> Option<bool> {
 fn label(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_.:-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.:-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(MAX_LABEL)
         .collect();
     if s.is_empty() {
@@ -53,9 +84,16 @@ fn label(name: &str) -> String {
 }
 
 /// Extracts `(name, passed)` per check, capped at `max`; the bool says whether more existed.
-pub fn extract_checks(doc: &Value, pointer: Option<&str>, max: usize) -> Result<(Vec<(String, bool)>, bool), String> {
+pub fn extract_checks(
+    doc: &Value,
+    pointer: Option<&str>,
+    max: usize,
+) -> Result<(Vec<(String, bool)>, bool), String> {
     let container = match pointer {
-        Some(p) => Some(doc.pointer(p).ok_or_else(|| format!("nothing at JSON pointer {p}"))?),
+        Some(p) => Some(
+            doc.pointer(p)
+                .ok_or_else(|| format!("nothing at JSON pointer {p}"))?,
+        ),
         None => CONTAINER_KEYS.iter().find_map(|k| doc.get(*k)),
     };
     let mut checks: Vec<(String, bool)> = match container {
@@ -95,23 +133,45 @@ impl ApiHealthProbe {
     }
 
     pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
-        let resp = match self.client.get(&self.spec.target, &[], trace, deadline).await {
+        let resp = match self
+            .client
+            .get(&self.spec.target, &[], trace, deadline)
+            .await
+        {
             Ok(r) => r,
             Err(f) => return f.into(),
         };
         let status_ok = self.spec.valid.contains(resp.status);
-        let status_failure = || Failure::new(Reason::HttpStatus, format!("{} answered {}", self.spec.target, resp.status));
+        let status_failure = || {
+            Failure::new(
+                Reason::HttpStatus,
+                format!("{} answered {}", self.spec.target, resp.status),
+            )
+        };
         let parsed = serde_json::from_slice::<Value>(&resp.body)
             .map_err(|e| format!("body is not JSON: {e}"))
-            .and_then(|doc| extract_checks(&doc, self.spec.checks_pointer.as_deref(), self.spec.max_checks));
+            .and_then(|doc| {
+                extract_checks(
+                    &doc,
+                    self.spec.checks_pointer.as_deref(),
+                    self.spec.max_checks,
+                )
+            });
         match parsed {
             // A 503 with a JSON body still says which checks failed: keep them.
             Ok((checks, truncated)) => {
-                let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| n.as_str()).collect();
+                let failed: Vec<&str> = checks
+                    .iter()
+                    .filter(|(_, ok)| !ok)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
                 let failure = if !status_ok {
                     Some(status_failure())
                 } else if !failed.is_empty() {
-                    Some(Failure::new(Reason::HealthCheckFailed, format!("failing checks: {}", failed.join(", "))))
+                    Some(Failure::new(
+                        Reason::HealthCheckFailed,
+                        format!("failing checks: {}", failed.join(", ")),
+                    ))
                 } else {
                     None
                 };
@@ -121,7 +181,9 @@ impl ApiHealthProbe {
                 }
             }
             Err(_) if !status_ok => status_failure().into(),
-            Err(e) => Failure::new(Reason::BodyInvalid, format!("{}: {e}", self.spec.target)).into(),
+            Err(e) => {
+                Failure::new(Reason::BodyInvalid, format!("{}: {e}", self.spec.target)).into()
+            }
         }
     }
 }
@@ -133,13 +195,24 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let (c, _) = extract_checks(&json!({"checks":{"dns":{"status":"ok"},"jwks":{"ok":false}}}), None, 10).unwrap();
+        let (c, _) = extract_checks(
+            &json!({"checks":{"dns":{"status":"ok"},"jwks":{"ok":false}}}),
+            None,
+            10,
+        )
+        .unwrap();
         assert_eq!(c, vec![("dns".into(), true), ("jwks".into(), false)]);
-        let (c, _) = extract_checks(&json!({"results":[{"name":"clerk api","healthy":true}]}), None, 10).unwrap();
+        let (c, _) = extract_checks(
+            &json!({"results":[{"name":"clerk api","healthy":true}]}),
+            None,
+            10,
+        )
+        .unwrap();
         assert_eq!(c, vec![("clerk_api".into(), true)]);
         let (c, _) = extract_checks(&json!({"status":"healthy"}), None, 10).unwrap();
         assert_eq!(c, vec![("overall".into(), true)]);
-        let (c, t) = extract_checks(&json!({"x":{"a":true,"b":true,"c":false}}), Some("/x"), 2).unwrap();
+        let (c, t) =
+            extract_checks(&json!({"x":{"a":true,"b":true,"c":false}}), Some("/x"), 2).unwrap();
         assert_eq!((c.len(), t), (2, true));
         assert!(extract_checks(&json!({"foo":1}), None, 10).is_err());
     }

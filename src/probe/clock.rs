@@ -20,7 +20,11 @@ impl ClockProbe {
     }
 
     pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
-        let resp = match self.client.get(&self.spec.target, &[], trace, deadline).await {
+        let resp = match self
+            .client
+            .get(&self.spec.target, &[], trace, deadline)
+            .await
+        {
             Ok(r) => r,
             Err(f) => return f.into(),
         };

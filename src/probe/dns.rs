@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::config::{DnsSpec, ResolverSpec};
 use crate::failure::Reason;
 use crate::net::dns::rcode_name;
-use crate::net::resolve::{query_servers, severity_rank, system_servers, SystemFiles};
+use crate::net::resolve::{SystemFiles, query_servers, severity_rank, system_servers};
 use crate::outcome::{Details, DnsLookup, Failure, Phase, RunResult, Trace};
 
 #[derive(Debug)]
@@ -51,7 +51,8 @@ impl DnsProbe {
             };
             for name in &self.spec.names {
                 for rtype in &self.spec.record_types {
-                    let (servers, name, rtype, label) = (servers.clone(), name.clone(), *rtype, resolver.label());
+                    let (servers, name, rtype, label) =
+                        (servers.clone(), name.clone(), *rtype, resolver.label());
                     let i = index;
                     index += 1;
                     set.spawn(async move {

@@ -19,7 +19,11 @@ impl HttpsProbe {
     }
 
     pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
-        match self.client.get(&self.spec.target, &[], trace, deadline).await {
+        match self
+            .client
+            .get(&self.spec.target, &[], trace, deadline)
+            .await
+        {
             Err(f) => f.into(),
             Ok(resp) if !self.spec.valid.contains(resp.status) => Failure::new(
                 Reason::HttpStatus,

@@ -7,8 +7,8 @@ use std::hash::{Hash, Hasher};
 
 use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -71,8 +71,12 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
     if !key.is_object() {
         return Err(bad("not a JSON object".into()));
     }
-    let kty = str_field(key, "kty").map_err(bad)?.ok_or_else(|| bad("missing kty".into()))?;
-    let kid = str_field(key, "kid").map_err(bad)?.ok_or_else(|| bad("missing kid".into()))?;
+    let kty = str_field(key, "kty")
+        .map_err(bad)?
+        .ok_or_else(|| bad("missing kty".into()))?;
+    let kid = str_field(key, "kid")
+        .map_err(bad)?
+        .ok_or_else(|| bad("missing kid".into()))?;
     let alg = str_field(key, "alg").map_err(bad)?.unwrap_or("");
     let use_ = str_field(key, "use").map_err(bad)?.unwrap_or("");
     if !alg.is_empty() && !KNOWN_ALGS.contains(&alg) {
@@ -93,12 +97,14 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
             let e = field("e")?;
             let bits = bit_len(&n);
             if bits < MIN_RSA_BITS {
-                return Err(bad(format!("RSA modulus is {bits} bits, below {MIN_RSA_BITS}")));
+                return Err(bad(format!(
+                    "RSA modulus is {bits} bits, below {MIN_RSA_BITS}"
+                )));
             }
             if bit_len(&e) == 0 {
                 return Err(bad("RSA exponent is zero".into()));
             }
-            if !alg.is_empty() && !(alg.starts_with("RS") || alg.starts_with("PS")) {
+            if !(alg.is_empty() || alg.starts_with("RS") || alg.starts_with("PS")) {
                 return Err(bad(format!("alg {alg} does not fit kty RSA")));
             }
             (bits, material("RSA", &[&n]))
@@ -137,7 +143,8 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<JwkInfo>, Failure> {
         Failure::new(
             Reason::BodyInvalid,
             if looks_html {
-                "JWKS response is HTML, not JSON (a captive portal or proxy error page?)".to_string()
+                "JWKS response is HTML, not JSON (a captive portal or proxy error page?)"
+                    .to_string()
             } else {
                 format!("JWKS response is not JSON: {e}")
             },
@@ -185,7 +192,11 @@ fn load_pinned(text: &[u8]) -> Result<Vec<Pinned>, String> {
     }
     let mut out = Vec::new();
     for spki in SubjectPublicKeyInfoDer::pem_slice_iter(text).flatten() {
-        let Ok((_, parsed)) = <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(spki.as_ref()) else {
+        let Ok((_, parsed)) =
+            <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(
+                spki.as_ref(),
+            )
+        else {
             continue;
         };
         if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = parsed.parsed() {
@@ -205,9 +216,9 @@ fn load_pinned(text: &[u8]) -> Result<Vec<Pinned>, String> {
 fn missing_from_pin(live: &[JwkInfo], pinned: &[Pinned]) -> usize {
     live.iter()
         .filter(|k| {
-            !pinned
-                .iter()
-                .any(|p| p.material == k.material && p.kid.as_deref().is_none_or(|kid| kid == k.kid))
+            !pinned.iter().any(|p| {
+                p.material == k.material && p.kid.as_deref().is_none_or(|kid| kid == k.kid)
+            })
         })
         .count()
 }
@@ -228,7 +239,10 @@ impl JwksProbe {
         if !headers.is_empty() && matches!(resp.status, 401 | 403) {
             return Err(Failure::new(
                 Reason::AuthSecretKeyInvalid,
-                format!("{target} answered {}: the secret key was rejected", resp.status),
+                format!(
+                    "{target} answered {}: the secret key was rejected",
+                    resp.status
+                ),
             ));
         }
         if !(200..=299).contains(&resp.status) {
@@ -252,7 +266,12 @@ impl JwksProbe {
             JwksSource::Url(t) => self.fetch(t, &[], trace, deadline).await?,
             JwksSource::Backend(t, secret) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-                    .map_err(|_| Failure::new(Reason::AuthSecretKeyInvalid, "secret key is not a valid header value"))?;
+                    .map_err(|_| {
+                        Failure::new(
+                            Reason::AuthSecretKeyInvalid,
+                            "secret key is not a valid header value",
+                        )
+                    })?;
                 value.set_sensitive(true);
                 self.fetch(t, &[(http::header::AUTHORIZATION, value)], trace, deadline)
                     .await?
@@ -260,14 +279,17 @@ impl JwksProbe {
             JwksSource::Oidc(t) => {
                 let doc = self.fetch(t, &[], trace, deadline).await?;
                 let v: Value = serde_json::from_slice(&doc).map_err(|e| {
-                    Failure::new(Reason::BodyInvalid, format!("OIDC discovery document is not JSON: {e}"))
+                    Failure::new(
+                        Reason::BodyInvalid,
+                        format!("OIDC discovery document is not JSON: {e}"),
+                    )
                 })?;
-                let uri = v
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| Failure::new(Reason::BodyInvalid, "OIDC discovery has no jwks_uri"))?;
-                let jwks_target = Target::parse(uri)
-                    .map_err(|e| Failure::new(Reason::BodyInvalid, format!("OIDC jwks_uri: {e}")))?;
+                let uri = v.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| {
+                    Failure::new(Reason::BodyInvalid, "OIDC discovery has no jwks_uri")
+                })?;
+                let jwks_target = Target::parse(uri).map_err(|e| {
+                    Failure::new(Reason::BodyInvalid, format!("OIDC jwks_uri: {e}"))
+                })?;
                 self.fetch(&jwks_target, &[], trace, deadline).await?
             }
         };
@@ -276,13 +298,20 @@ impl JwksProbe {
             None => None,
             Some(path) => {
                 let text = tokio::fs::read(path).await.map_err(|e| {
-                    Failure::new(Reason::BodyInvalid, format!("pinned file {}: {e}", path.display()))
+                    Failure::new(
+                        Reason::BodyInvalid,
+                        format!("pinned file {}: {e}", path.display()),
+                    )
                 })?;
-                let pinned = load_pinned(&text).map_err(|e| Failure::new(Reason::BodyInvalid, e))?;
+                let pinned =
+                    load_pinned(&text).map_err(|e| Failure::new(Reason::BodyInvalid, e))?;
                 Some(missing_from_pin(&keys, &pinned))
             }
         };
-        Ok(JwksFetch { keys, pinned_missing })
+        Ok(JwksFetch {
+            keys,
+            pinned_missing,
+        })
     }
 }
 
@@ -310,11 +339,28 @@ mod tests {
     fn validates_shapes() {
         let ok = parse_jwks(&jwks(&[("ins_1", 2048)])).unwrap();
         assert_eq!(ok[0].bits, 2048);
-        assert_eq!(parse_jwks(&jwks(&[("a", 1024)])).unwrap_err().reason, Reason::JwksInvalidKey);
-        assert_eq!(parse_jwks(&jwks(&[("a", 2048), ("a", 2048)])).unwrap_err().reason, Reason::JwksDuplicateKid);
-        assert_eq!(parse_jwks(br#"{"keys":[]}"#).unwrap_err().reason, Reason::JwksNoKeys);
-        assert_eq!(parse_jwks(b"<html>portal</html>").unwrap_err().reason, Reason::BodyInvalid);
-        assert_eq!(parse_jwks(br#"{"nokeys":1}"#).unwrap_err().reason, Reason::BodyInvalid);
+        assert_eq!(
+            parse_jwks(&jwks(&[("a", 1024)])).unwrap_err().reason,
+            Reason::JwksInvalidKey
+        );
+        assert_eq!(
+            parse_jwks(&jwks(&[("a", 2048), ("a", 2048)]))
+                .unwrap_err()
+                .reason,
+            Reason::JwksDuplicateKid
+        );
+        assert_eq!(
+            parse_jwks(br#"{"keys":[]}"#).unwrap_err().reason,
+            Reason::JwksNoKeys
+        );
+        assert_eq!(
+            parse_jwks(b"<html>portal</html>").unwrap_err().reason,
+            Reason::BodyInvalid
+        );
+        assert_eq!(
+            parse_jwks(br#"{"nokeys":1}"#).unwrap_err().reason,
+            Reason::BodyInvalid
+        );
     }
 
     #[test]
