@@ -478,3 +478,15 @@ fn jwks_keys_have_requested_shape() {
     assert_eq!(set["keys"].as_array().unwrap().len(), 2);
     assert_eq!(set["keys"][0]["crv"], "P-256");
 }
+
+#[test]
+fn daemon_listening_line_is_recognised() {
+    use common::daemon::listening_addr;
+    let line = r#"{"timestamp":"2026-01-01T00:00:00Z","level":"INFO","fields":{"message":"listening","address":"127.0.0.1:41234"},"target":"authwatch::server"}"#;
+    assert_eq!(
+        listening_addr(line),
+        Some("127.0.0.1:41234".parse().unwrap())
+    );
+    assert_eq!(listening_addr(r#"{"fields":{"message":"starting"}}"#), None);
+    assert_eq!(listening_addr("listening on 127.0.0.1:1"), None);
+}

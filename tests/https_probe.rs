@@ -336,3 +336,54 @@ async fn empty_trust_store_is_reported() {
         leaf.not_after as f64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_from_environment_honours_no_proxy() {
+    let pki = TestPki::new();
+    let leaf = pki.good(&["localhost", "127.0.0.1"]);
+    let server = TestServer::start_tls(&leaf, |_| ResponseSpec::new(200)).await;
+    let proxy = ConnectProxy::start().await;
+    let yaml = format!(
+        "global:\n  interval: 300ms\n  timeout: 1s\n  trust_store_file: {ca}\nprobes:\n  - name: proxied\n    https: {{url: \"https://localhost:{p}/\"}}\n  - name: direct\n    https: {{url: \"https://127.0.0.1:{p}/\"}}\n",
+        ca = pki.ca_pem_path().display(),
+        p = server.port()
+    );
+    let proxy_url = proxy.url();
+    let d = Daemon::start(
+        &yaml,
+        &[
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+    )
+    .await;
+    let text = d
+        .wait_for(
+            |t| {
+                ["proxied", "direct"]
+                    .iter()
+                    .all(|p| value(t, "authwatch_probe_success", &[("probe", p)]).is_some())
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        expect_value(&text, "authwatch_probe_success", &[("probe", "proxied")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        expect_value(&text, "authwatch_probe_success", &[("probe", "direct")]),
+        1.0,
+        "{text}"
+    );
+    let targets = proxy.targets();
+    assert!(
+        targets.iter().any(|t| t.starts_with("localhost:")),
+        "{targets:?}"
+    );
+    assert!(
+        !targets.iter().any(|t| t.starts_with("127.0.0.1:")),
+        "NO_PROXY ignored: {targets:?}"
+    );
+}

@@ -89,7 +89,7 @@ fn spawn_reader(stream: impl Read + Send + 'static, output: Arc<Mutex<Output>>, 
 }
 
 /// The address from the daemon's `{"fields":{"message":"listening","address":..}}` line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = v.get("fields").unwrap_or(&v);
     if fields.get("message")?.as_str()? != "listening" {
