@@ -128,6 +128,21 @@ struct RawFile {
     clerk: Option<RawClerk>,
     #[serde(default)]
     probes: Vec<Spanned<RawProbe>>,
+    #[serde(default)]
+    diagnosis: RawDiagnosis,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDiagnosis {
+    #[serde(default, deserialize_with = "de_duration")]
+    clock_skew_warning: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    clock_skew_critical: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    jwks_max_age: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    cert_expiry_warning: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -142,6 +157,7 @@ struct RawGlobal {
     resolv_conf_port: Option<u16>,
     hosts_file: Option<Text>,
     trust_store_file: Option<Text>,
+    reference_trust_store_file: Option<Text>,
     body_limit_bytes: Option<u64>,
 }
 
@@ -176,6 +192,7 @@ struct RawProbe {
     api_health: Option<RawApiHealth>,
     clock: Option<RawClock>,
     connection: Option<RawConnection>,
+    role: Option<Spanned<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -526,10 +543,41 @@ pub enum ProbeSettings {
     Clock(ClockSpec),
 }
 
+/// What a probe stands for in the diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A dependency on Clerk (DNS, Frontend/Backend API, JWKS, clock): auth-critical.
+    Clerk,
+    /// The API's own view of its dependencies (its `/health/network`): auth-critical.
+    Api,
+    /// Informational: never makes auth unhealthy.
+    Other,
+}
+
+impl Role {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Role::Clerk => "clerk",
+            Role::Api => "api",
+            Role::Other => "other",
+        }
+    }
+}
+
+/// Thresholds of the diagnosis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosisSpec {
+    pub clock_skew_warning: Duration,
+    pub clock_skew_critical: Duration,
+    pub jwks_max_age: Duration,
+    pub cert_expiry_warning: Duration,
+}
+
 /// One validated probe.
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
     pub name: String,
+    pub role: Role,
     pub interval: Duration,
     pub timeout: Duration,
     pub settings: ProbeSettings,
@@ -557,6 +605,9 @@ pub struct GlobalSpec {
     pub resolv_conf_port: u16,
     pub hosts_file: PathBuf,
     pub trust_store_file: Option<PathBuf>,
+    /// Roots to tell "CA certificates missing" from "TLS intercepted"; `None`: the bundled
+    /// Mozilla set.
+    pub reference_trust_store_file: Option<PathBuf>,
 }
 
 /// The validated, immutable configuration snapshot.
@@ -565,6 +616,7 @@ pub struct Config {
     pub source: String,
     pub global: GlobalSpec,
     pub probes: Vec<ProbeSpec>,
+    pub diagnosis: DiagnosisSpec,
 }
 
 /// Derives the Frontend API host from a Clerk publishable key.
@@ -956,7 +1008,26 @@ impl Config {
                 .as_ref()
                 .filter(|t| !t.0.is_empty())
                 .map(|t| PathBuf::from(&t.0)),
+            reference_trust_store_file: g
+                .reference_trust_store_file
+                .as_ref()
+                .filter(|t| !t.0.is_empty())
+                .map(|t| PathBuf::from(&t.0)),
         };
+        let d = &raw.diagnosis;
+        let diagnosis = DiagnosisSpec {
+            clock_skew_warning: d.clock_skew_warning.unwrap_or(Duration::from_secs(2)),
+            clock_skew_critical: d.clock_skew_critical.unwrap_or(Duration::from_secs(5)),
+            jwks_max_age: d.jwks_max_age.unwrap_or(Duration::from_secs(600)),
+            cert_expiry_warning: d
+                .cert_expiry_warning
+                .unwrap_or(Duration::from_secs(14 * 86_400)),
+        };
+        if diagnosis.clock_skew_warning > diagnosis.clock_skew_critical {
+            return Err(whole(
+                "diagnosis.clock_skew_warning must not exceed clock_skew_critical".into(),
+            ));
+        }
         let ctx = Ctx {
             file,
             global: &global,
@@ -992,6 +1063,7 @@ impl Config {
             source: file.to_string(),
             global,
             probes,
+            diagnosis,
         })
     }
 }
@@ -1227,8 +1299,23 @@ impl Ctx<'_> {
             return Err(self.err(pos, format!("probe {name:?}: timeout must be positive")));
         }
         let conn = connection(self, &raw_conn, &host, https, pos)?;
+        let role = match &p.role {
+            None => Role::Clerk,
+            Some(r) => match r.value.0.as_str() {
+                "clerk" => Role::Clerk,
+                "api" => Role::Api,
+                "other" => Role::Other,
+                other => {
+                    return Err(self.err(
+                        r.into(),
+                        format!("invalid role {other:?}: use clerk, api or other"),
+                    ));
+                }
+            },
+        };
         Ok(ProbeSpec {
             name,
+            role,
             interval,
             timeout,
             settings,
@@ -1248,6 +1335,7 @@ impl Ctx<'_> {
         let g = self.global;
         let mk = |name: &str, settings: ProbeSettings, conn: ConnSpec| ProbeSpec {
             name: name.to_string(),
+            role: Role::Clerk,
             interval: g.interval,
             timeout: g.timeout,
             settings,
@@ -1311,16 +1399,19 @@ impl Ctx<'_> {
         if let Some(app) = &clerk.app_api_url {
             let mut conn = self.default_conn(&app.host)?;
             conn.proxy = ProxyChoice::Direct;
-            out.push(mk(
-                "api-health-network",
-                ProbeSettings::ApiHealth(ApiHealthSpec {
-                    target: join_path(app, "/health/network"),
-                    valid: StatusSet::range(200, 299),
-                    checks_pointer: None,
-                    max_checks: 32,
-                }),
-                conn,
-            ));
+            out.push(ProbeSpec {
+                role: Role::Api,
+                ..mk(
+                    "api-health-network",
+                    ProbeSettings::ApiHealth(ApiHealthSpec {
+                        target: join_path(app, "/health/network"),
+                        valid: StatusSet::range(200, 299),
+                        checks_pointer: None,
+                        max_checks: 32,
+                    }),
+                    conn,
+                )
+            });
         }
         Ok(out)
     }

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod config;
+pub mod diagnosis;
 pub mod failure;
 pub mod metrics;
 pub mod net;

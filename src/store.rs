@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ProbeSettings, ProbeSpec};
+use crate::config::{ProbeSettings, ProbeSpec, ProxyChoice, Role};
 use crate::failure::{Kind, Reason};
 use crate::outcome::{Details, JwkInfo, RunResult, TraceData};
 
@@ -63,6 +63,10 @@ pub struct JwksHistory {
 pub struct ProbeState {
     pub name: String,
     pub kind: Kind,
+    pub role: Role,
+    /// Whether the probe goes through an HTTP proxy (then connect failures are the proxy's).
+    pub proxied: bool,
+    pub created_at: SystemTime,
     pub interval: Duration,
     pub jwks_group: Option<String>,
     pub jwks_max_keys: usize,
@@ -83,6 +87,9 @@ impl ProbeState {
         ProbeState {
             name: spec.name.clone(),
             kind: spec.kind(),
+            role: spec.role,
+            proxied: matches!(spec.conn.proxy, ProxyChoice::Proxy(_)),
+            created_at: SystemTime::now(),
             interval: spec.interval,
             jwks_group: group,
             jwks_max_keys: max_keys,
@@ -139,6 +146,24 @@ impl ProbeState {
             None => failure.is_some().then_some(None),
         }
     }
+}
+
+/// Whether the JWKS probes of each group (with at least two members that have fetched keys)
+/// publish the same kids.
+pub fn jwks_group_agreement(probes: &[ProbeState]) -> BTreeMap<String, bool> {
+    let mut groups: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
+    for p in probes.iter().filter(|p| p.jwks.last_success.is_some()) {
+        if let Some(g) = &p.jwks_group {
+            let mut kids: Vec<&str> = p.jwks.keys.iter().map(|k| k.kid.as_str()).collect();
+            kids.sort_unstable();
+            groups.entry(g.as_str()).or_default().push(kids);
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, sets)| sets.len() >= 2)
+        .map(|(g, sets)| (g.to_string(), sets.windows(2).all(|w| w[0] == w[1])))
+        .collect()
 }
 
 /// The outcome of the last configuration load, for `authwatch_config_*`.

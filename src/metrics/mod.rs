@@ -4,13 +4,14 @@
 pub mod encode;
 pub mod process;
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use encode::{Encoder, Family, MetricType::*};
 
+use crate::config::DiagnosisSpec;
+use crate::diagnosis::{Cause, Diagnosis};
 use crate::outcome::{Details, DnsLookup, Phase};
-use crate::store::{DURATION_BUCKETS, ProbeState};
+use crate::store::{DURATION_BUCKETS, ProbeState, jwks_group_agreement};
 
 macro_rules! family {
     ($id:ident, $name:literal, $ty:ident, $help:literal) => {
@@ -131,6 +132,12 @@ family!(
     "Whether the presented chain verified against the trust store plus the probe's ca_file."
 );
 family!(
+    TLS_REFERENCE_VERIFIED,
+    "authwatch_tls_reference_verified",
+    Gauge,
+    "For a chain rejected as an unknown issuer: whether it verifies against the reference roots (1: the local store lacks CA certificates; 0: TLS is intercepted)."
+);
+family!(
     TLS_VERSION,
     "authwatch_tls_version_info",
     Gauge,
@@ -209,6 +216,30 @@ family!(
     "Local clock minus the server's Date header (negative: the local clock is behind)."
 );
 family!(
+    DIAGNOSIS,
+    "authwatch_diagnosis",
+    Gauge,
+    "1 for each active cause of an auth outage (consequences of an active connectivity cause are not repeated), 0 for the others."
+);
+family!(
+    AUTH_HEALTHY,
+    "authwatch_auth_healthy",
+    Gauge,
+    "1 when every auth-critical probe succeeds and no cause other than an expiry warning is active."
+);
+family!(
+    CAUSE_INFO,
+    "authwatch_cause_info",
+    Gauge,
+    "Static description of every diagnosis cause: severity, summary and remediation (for dashboards)."
+);
+family!(
+    THRESHOLD,
+    "authwatch_diagnosis_threshold_seconds",
+    Gauge,
+    "Configured diagnosis thresholds, so alert rules can compare against the daemon's settings."
+);
+family!(
     BUILD_INFO,
     "authwatch_build_info",
     Gauge,
@@ -271,11 +302,13 @@ fn unix(t: SystemTime) -> f64 {
 
 /// What a scrape renders besides the probes.
 #[derive(Debug, Clone, Copy)]
-pub struct Globals {
+pub struct Globals<'a> {
     pub trust_store_certificates: usize,
     pub reload_successful: bool,
     pub reload_timestamp: SystemTime,
     pub started_at: SystemTime,
+    pub diagnosis: &'a Diagnosis,
+    pub diagnosis_spec: &'a DiagnosisSpec,
 }
 
 /// Writes one family: its header, then `each` for every probe state.
@@ -437,6 +470,16 @@ pub fn render(
             e.sample(&TLS_VERIFIED, &l, f64::from(u8::from(tls.verified)));
         }
     });
+    per_probe(&mut e, &TLS_REFERENCE_VERIFIED, probes, |e, p, l| {
+        if let Some(v) = p
+            .last
+            .as_ref()
+            .and_then(|l| l.trace.tls.as_ref())
+            .and_then(|t| t.reference_verified)
+        {
+            e.sample(&TLS_REFERENCE_VERIFIED, &l, f64::from(u8::from(v)));
+        }
+    });
     per_probe(&mut e, &TLS_VERSION, probes, |e, p, [a, b]| {
         if let Some(v) = p
             .last
@@ -523,23 +566,12 @@ pub fn render(
         },
     );
     e.header(&JWKS_GROUP_AGREEMENT);
-    let mut groups: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
-    for p in &jwks {
-        if let Some(g) = &p.jwks_group {
-            let mut kids: Vec<&str> = p.jwks.keys.iter().map(|k| k.kid.as_str()).collect();
-            kids.sort_unstable();
-            groups.entry(g.as_str()).or_default().push(kids);
-        }
-    }
-    for (group, sets) in &groups {
-        if sets.len() >= 2 {
-            let agree = sets.windows(2).all(|w| w[0] == w[1]);
-            e.sample(
-                &JWKS_GROUP_AGREEMENT,
-                &[("group", group)],
-                f64::from(u8::from(agree)),
-            );
-        }
+    for (group, agree) in jwks_group_agreement(probes) {
+        e.sample(
+            &JWKS_GROUP_AGREEMENT,
+            &[("group", group.as_str())],
+            f64::from(u8::from(agree)),
+        );
     }
 
     per_probe(&mut e, &API_CHECK, probes, |e, p, [a, b]| {
@@ -563,6 +595,38 @@ pub fn render(
             e.sample(&CLOCK_OFFSET, &l, o);
         }
     });
+
+    e.header(&DIAGNOSIS);
+    for c in Cause::ALL {
+        let v = f64::from(u8::from(g.diagnosis.causes.contains(&c)));
+        e.sample(&DIAGNOSIS, &[("cause", c.as_label())], v);
+    }
+    e.header(&AUTH_HEALTHY);
+    e.sample(
+        &AUTH_HEALTHY,
+        &[],
+        f64::from(u8::from(g.diagnosis.auth_healthy)),
+    );
+    e.header(&CAUSE_INFO);
+    for c in Cause::ALL {
+        let labels = [
+            ("cause", c.as_label()),
+            ("severity", c.severity()),
+            ("summary", c.summary()),
+            ("remediation", c.remediation()),
+        ];
+        e.sample(&CAUSE_INFO, &labels, 1.0);
+    }
+    e.header(&THRESHOLD);
+    let s = g.diagnosis_spec;
+    for (name, d) in [
+        ("clock_skew_warning", s.clock_skew_warning),
+        ("clock_skew_critical", s.clock_skew_critical),
+        ("jwks_max_age", s.jwks_max_age),
+        ("cert_expiry_warning", s.cert_expiry_warning),
+    ] {
+        e.sample(&THRESHOLD, &[("threshold", name)], d.as_secs_f64());
+    }
 
     e.header(&BUILD_INFO);
     e.sample(

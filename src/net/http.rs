@@ -50,7 +50,13 @@ impl Response {
     }
 }
 
-type VerifierSlot = Option<(Arc<TrustStore>, Option<Arc<WebPkiServerVerifier>>)>;
+/// Verifiers built for one trust-store generation: against the system store and against the
+/// reference roots, each with the probe's extra CA.
+type Verifiers = (
+    Option<Arc<WebPkiServerVerifier>>,
+    Option<Arc<WebPkiServerVerifier>>,
+);
+type VerifierSlot = Option<(Arc<TrustStore>, Verifiers)>;
 
 /// An HTTP client bound to one probe's connection settings. It keeps no connections between
 /// runs: each run measures a full resolve, connect and handshake, as the API's first fetch would.
@@ -93,7 +99,7 @@ impl HttpClient {
     }
 
     /// The verifier for the current trust store, rebuilt only when the store was re-read.
-    fn verifier(&self) -> Option<Arc<WebPkiServerVerifier>> {
+    fn verifiers(&self) -> Verifiers {
         let store = self.trust.get();
         let mut slot = match self.verifier.lock() {
             Ok(g) => g,
@@ -102,7 +108,11 @@ impl HttpClient {
         match &*slot {
             Some((s, v)) if Arc::ptr_eq(s, &store) => v.clone(),
             _ => {
-                let v = tls::build_verifier(&store, self.conn.ca_file.as_deref());
+                let ca = self.conn.ca_file.as_deref();
+                let v = (
+                    tls::build_verifier(&store, ca),
+                    tls::build_verifier(&self.trust.reference, ca),
+                );
                 *slot = Some((store, v.clone()));
                 v
             }
@@ -257,7 +267,8 @@ impl HttpClient {
             return self.exchange(tcp, target, &uri, extra_headers, trace).await;
         }
         trace.enter(Phase::Tls);
-        let recorder = Arc::new(RecordingVerifier::new(self.verifier()));
+        let (system, reference) = self.verifiers();
+        let recorder = Arc::new(RecordingVerifier::new(system, reference));
         let config = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Failure::new(Reason::TlsHandshake, format!("TLS setup: {e}")))?

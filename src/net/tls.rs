@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -57,21 +57,53 @@ impl TrustStore {
 }
 
 /// The system trust store, re-read once a minute so that installing `ca-certificates`
-/// (or losing it) shows without a restart.
+/// (or losing it) shows without a restart. A configured `trust_store_file` is also re-read as
+/// soon as its size or modification time changes (one `stat` per HTTPS run).
 #[derive(Debug)]
 pub struct TrustCache {
     file: Option<PathBuf>,
-    state: Mutex<(Instant, Arc<TrustStore>)>,
+    state: Mutex<Cached>,
+    /// The reference roots (the bundled Mozilla set unless configured), for telling "the image
+    /// lacks CA certificates" from "someone intercepts TLS".
+    pub reference: Arc<TrustStore>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    loaded_at: Instant,
+    stamp: Option<(u64, SystemTime)>,
+    store: Arc<TrustStore>,
 }
 
 const TRUST_REFRESH: Duration = Duration::from_secs(60);
 
+fn stamp(file: Option<&Path>) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(file?).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
 impl TrustCache {
-    pub fn new(file: Option<PathBuf>) -> TrustCache {
+    pub fn new(file: Option<PathBuf>, reference_file: Option<PathBuf>) -> TrustCache {
         let store = Arc::new(TrustStore::load(file.as_deref()));
+        let reference = match reference_file {
+            Some(p) => TrustStore::load(Some(&p)),
+            None => {
+                let mut roots = RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                TrustStore {
+                    count: roots.len(),
+                    roots: Arc::new(roots),
+                }
+            }
+        };
         TrustCache {
+            state: Mutex::new(Cached {
+                loaded_at: Instant::now(),
+                stamp: stamp(file.as_deref()),
+                store,
+            }),
             file,
-            state: Mutex::new((Instant::now(), store)),
+            reference: Arc::new(reference),
         }
     }
 
@@ -80,13 +112,15 @@ impl TrustCache {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if guard.0.elapsed() >= TRUST_REFRESH {
-            *guard = (
-                Instant::now(),
-                Arc::new(TrustStore::load(self.file.as_deref())),
-            );
+        let now_stamp = stamp(self.file.as_deref());
+        if guard.loaded_at.elapsed() >= TRUST_REFRESH || now_stamp != guard.stamp {
+            *guard = Cached {
+                loaded_at: Instant::now(),
+                stamp: now_stamp,
+                store: Arc::new(TrustStore::load(self.file.as_deref())),
+            };
         }
-        guard.1.clone()
+        guard.store.clone()
     }
 }
 
@@ -119,6 +153,9 @@ pub struct TlsInfo {
     pub leaf_not_after: Option<i64>,
     pub earliest_not_after: Option<i64>,
     pub verified: bool,
+    /// When the chain failed as an unknown issuer: whether it verifies against the reference
+    /// roots (yes: the local store lacks CA certificates; no: something intercepts TLS).
+    pub reference_verified: Option<bool>,
     pub chain_len: usize,
 }
 
@@ -126,20 +163,26 @@ pub struct TlsInfo {
 struct Seen {
     chain: Vec<CertificateDer<'static>>,
     verdict: Option<Result<(), rustls::Error>>,
+    reference_verified: Option<bool>,
 }
 
 /// Wraps the WebPKI verifier to record the chain the server presented and the verdict.
 #[derive(Debug)]
 pub struct RecordingVerifier {
     inner: Option<Arc<WebPkiServerVerifier>>,
+    reference: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
     seen: Mutex<Seen>,
 }
 
 impl RecordingVerifier {
-    pub fn new(inner: Option<Arc<WebPkiServerVerifier>>) -> Self {
+    pub fn new(
+        inner: Option<Arc<WebPkiServerVerifier>>,
+        reference: Option<Arc<WebPkiServerVerifier>>,
+    ) -> Self {
         RecordingVerifier {
             inner,
+            reference,
             provider: provider(),
             seen: Mutex::new(Seen::default()),
         }
@@ -164,6 +207,7 @@ impl RecordingVerifier {
             leaf_not_after: seen.chain.first().and_then(|c| not_after(c)),
             earliest_not_after: not_afters.iter().copied().min(),
             verified: matches!(seen.verdict, Some(Ok(()))),
+            reference_verified: seen.reference_verified,
             chain_len: seen.chain.len(),
         })
     }
@@ -194,7 +238,20 @@ impl ServerCertVerifier for RecordingVerifier {
                 CertificateError::UnknownIssuer,
             )),
         };
+        let unknown_issuer = matches!(
+            verdict,
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        );
+        let reference_verified = unknown_issuer.then(|| {
+            self.reference.as_ref().is_some_and(|r| {
+                r.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                    .is_ok()
+            })
+        });
         let mut seen = self.lock();
+        seen.reference_verified = reference_verified;
         seen.chain = std::iter::once(end_entity)
             .chain(intermediates)
             .map(|c| c.clone().into_owned())
