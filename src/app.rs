@@ -8,12 +8,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, DiagnosisSpec};
 use crate::diagnosis::{self, Diagnosis};
+use crate::lock;
 use crate::metrics::{self, Globals};
 use crate::net::resolve::SystemFiles;
 use crate::net::tls::TrustCache;
 use crate::probe::{Probe, Shared};
 use crate::scheduler;
-use crate::store::{Store, lock};
+use crate::store::Store;
 
 /// How often the diagnosis is re-evaluated (and its transitions logged).
 const DIAGNOSIS_EVERY: Duration = Duration::from_secs(1);

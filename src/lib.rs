@@ -12,3 +12,12 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod store;
+
+/// Locks a mutex, carrying on with the data if a panicking thread poisoned it: every value
+/// guarded here stays consistent between statements, and a daemon must not stop probing.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}

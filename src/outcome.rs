@@ -73,10 +73,7 @@ pub struct Trace {
 
 impl Trace {
     fn with<R>(&self, f: impl FnOnce(&mut (TraceData, Option<Instant>)) -> R) -> R {
-        let mut g = match self.data.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = crate::lock(&self.data);
         f(&mut g)
     }
 

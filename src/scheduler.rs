@@ -8,9 +8,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failure::Reason;
+use crate::lock;
 use crate::outcome::{Failure, RunResult, Trace};
 use crate::probe::Probe;
-use crate::store::{ProbeState, lock};
+use crate::store::ProbeState;
 
 /// `base` scaled by a random factor in [1 - jitter, 1 + jitter].
 fn jittered(base: Duration, jitter: f64) -> Duration {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{ProbeSettings, ProbeSpec, ProxyChoice, Role};
 use crate::failure::{Kind, Reason};
+use crate::lock;
 use crate::outcome::{Details, JwkInfo, RunResult, TraceData};
 
 /// Upper bounds of the run-duration histogram, in seconds.
@@ -179,13 +180,6 @@ pub struct Store {
     probes: RwLock<BTreeMap<String, Arc<Mutex<ProbeState>>>>,
     pub reload: Mutex<ReloadStatus>,
     pub started_at: SystemTime,
-}
-
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl Default for Store {

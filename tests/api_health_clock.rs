@@ -7,14 +7,7 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::http::{ResponseSpec, TestServer};
-use common::prom::{expect_value, find, promtool_check, value};
-
-fn reason_of(text: &str, probe: &str) -> Option<String> {
-    find(text, "authwatch_probe_failure", &[("probe", probe)])
-        .into_iter()
-        .find(|s| s.value == 1.0)
-        .and_then(|s| s.label("reason").map(str::to_string))
-}
+use common::prom::{expect_value, find, promtool_check, reason_of, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_health_variants() {

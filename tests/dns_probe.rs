@@ -8,14 +8,10 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::dns::{Behavior, DnsServer};
-use common::prom::{expect_value, promtool_check, value};
+use common::prom::{expect_value, promtool_check, reason_of, value};
 
 fn reason_is(text: &str, probe: &str, reason: &str) -> bool {
-    value(
-        text,
-        "authwatch_probe_failure",
-        &[("probe", probe), ("reason", reason)],
-    ) == Some(1.0)
+    reason_of(text, probe).as_deref() == Some(reason)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

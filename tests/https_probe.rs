@@ -10,19 +10,9 @@ use std::time::Duration;
 use common::daemon::Daemon;
 use common::dns::{Behavior, DnsServer};
 use common::http::{ResponseSpec, TestServer};
-use common::prom::{expect_value, find, promtool_check, value};
+use common::prom::{expect_value, promtool_check, reason_of, value};
 use common::proxy::ConnectProxy;
 use common::tls::TestPki;
-
-fn reason_of(text: &str, probe: &str) -> Option<String> {
-    let ones: Vec<_> = find(text, "authwatch_probe_failure", &[("probe", probe)])
-        .into_iter()
-        .filter(|s| s.value == 1.0)
-        .collect();
-    assert!(ones.len() <= 1, "more than one reason for {probe}");
-    ones.first()
-        .and_then(|s| s.label("reason").map(str::to_string))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_failures_are_classified() {

@@ -11,16 +11,9 @@ use std::time::Duration;
 use common::daemon::Daemon;
 use common::http::{ResponseSpec, TestServer};
 use common::jwks::{jwks, rsa_jwk, rsa_key};
-use common::prom::{expect_value, find, promtool_check, value};
+use common::prom::{expect_value, find, promtool_check, reason_of, value};
 
 const CANARY: &str = "sk_test_CANARYsecret0123456789";
-
-fn reason_of(text: &str, probe: &str) -> Option<String> {
-    find(text, "authwatch_probe_failure", &[("probe", probe)])
-        .into_iter()
-        .find(|s| s.value == 1.0)
-        .and_then(|s| s.label("reason").map(str::to_string))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_validation_freshness_rotation_and_pins() {

@@ -101,10 +101,7 @@ impl HttpClient {
     /// The verifier for the current trust store, rebuilt only when the store was re-read.
     fn verifiers(&self) -> Verifiers {
         let store = self.trust.get();
-        let mut slot = match self.verifier.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut slot = crate::lock(&self.verifier);
         match &*slot {
             Some((s, v)) if Arc::ptr_eq(s, &store) => v.clone(),
             _ => {

@@ -108,10 +108,7 @@ impl TrustCache {
     }
 
     pub fn get(&self) -> Arc<TrustStore> {
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = crate::lock(&self.state);
         let now_stamp = stamp(self.file.as_deref());
         if guard.loaded_at.elapsed() >= TRUST_REFRESH || now_stamp != guard.stamp {
             *guard = Cached {
@@ -189,10 +186,7 @@ impl RecordingVerifier {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
-        match self.seen.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::lock(&self.seen)
     }
 
     /// The chain's expiries and whether it verified; `None` before the server sent one.

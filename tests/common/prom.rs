@@ -176,3 +176,18 @@ pub fn promtool_check(text: &str) -> (String, bool) {
     combined.push_str(&String::from_utf8_lossy(&out.stderr));
     (combined, out.status.success())
 }
+
+/// The reason label of the probe's `authwatch_probe_failure` sample that is 1, if any;
+/// panics when more than one is set (the family is one-hot).
+pub fn reason_of(text: &str, probe: &str) -> Option<String> {
+    let ones: Vec<Sample> = find(text, "authwatch_probe_failure", &[("probe", probe)])
+        .into_iter()
+        .filter(|s| s.value == 1.0)
+        .collect();
+    assert!(
+        ones.len() <= 1,
+        "more than one reason set for {probe}: {ones:?}"
+    );
+    ones.first()
+        .and_then(|s| s.label("reason").map(str::to_string))
+}
