@@ -21,7 +21,7 @@ const DIAGNOSIS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct App {
-    pub store: Store,
+    pub store: Arc<Store>,
     trust: Mutex<Arc<TrustCache>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     diagnosis_spec: Mutex<DiagnosisSpec>,
@@ -33,7 +33,7 @@ impl App {
     /// Starts every probe of `config` and the diagnosis loop.
     pub fn start(config: &Config) -> Arc<App> {
         let app = Arc::new(App {
-            store: Store::new(),
+            store: Arc::new(Store::new()),
             trust: Mutex::new(Arc::new(TrustCache::new(
                 config.global.trust_store_file.clone(),
                 config.global.reference_trust_store_file.clone(),
@@ -68,6 +68,7 @@ impl App {
                 hosts_file: config.global.hosts_file.clone(),
             },
             trust,
+            store: self.store.clone(),
         };
         let specs: Vec<_> = config.probes.iter().map(|p| (p.clone(), false)).collect();
         let states = self.store.set_probes(&specs);

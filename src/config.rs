@@ -191,6 +191,7 @@ struct RawProbe {
     jwks: Option<RawJwks>,
     api_health: Option<RawApiHealth>,
     clock: Option<RawClock>,
+    auth: Option<RawAuth>,
     connection: Option<RawConnection>,
     role: Option<Spanned<Text>>,
 }
@@ -230,6 +231,22 @@ struct RawApiHealth {
     valid_status_codes: Option<Vec<Spanned<Text>>>,
     checks_pointer: Option<Text>,
     max_checks: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    url: Spanned<Text>,
+    token_source: Spanned<Text>,
+    session_id: Option<Text>,
+    token_file: Option<Text>,
+    token_command: Option<Vec<Text>>,
+    rejection_status_codes: Option<Vec<Spanned<Text>>>,
+    issuer: Option<Text>,
+    jwks_probes: Option<Vec<Spanned<Text>>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    leeway: Option<Duration>,
+    cases: Option<Vec<Spanned<Text>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -534,6 +551,61 @@ pub struct ClockSpec {
     pub max_offset: Duration,
 }
 
+/// Where the auth probe gets a real session token.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// Clerk's Backend API: POST /v1/sessions/{id}/tokens with the secret key, over `conn`.
+    Backend {
+        target: Target,
+        secret: Secret,
+        conn: Box<ConnSpec>,
+    },
+    /// A file holding the token, read on every run.
+    File(PathBuf),
+    /// A command whose standard output is the token.
+    Command(Vec<String>),
+}
+
+/// The cases the auth probe runs against the protected route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthCase {
+    ValidToken,
+    NoToken,
+    ForgedToken,
+    ExpiredToken,
+}
+
+impl AuthCase {
+    pub const ALL: [AuthCase; 4] = [
+        AuthCase::ValidToken,
+        AuthCase::NoToken,
+        AuthCase::ForgedToken,
+        AuthCase::ExpiredToken,
+    ];
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            AuthCase::ValidToken => "valid_token",
+            AuthCase::NoToken => "no_token",
+            AuthCase::ForgedToken => "forged_token",
+            AuthCase::ExpiredToken => "expired_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSpec {
+    pub target: Target,
+    pub source: TokenSource,
+    pub rejection: StatusSet,
+    pub issuer: Option<String>,
+    /// The JWKS probes whose keys the token is checked against; filled with every jwks probe
+    /// when not configured.
+    pub jwks_probes: Vec<String>,
+    pub leeway: Duration,
+    pub cases: Vec<AuthCase>,
+}
+
 #[derive(Debug, Clone)]
 pub enum ProbeSettings {
     Dns(DnsSpec),
@@ -541,6 +613,7 @@ pub enum ProbeSettings {
     Jwks(JwksSpec),
     ApiHealth(ApiHealthSpec),
     Clock(ClockSpec),
+    Auth(AuthSpec),
 }
 
 /// What a probe stands for in the diagnosis.
@@ -592,6 +665,7 @@ impl ProbeSpec {
             ProbeSettings::Jwks(_) => Kind::Jwks,
             ProbeSettings::ApiHealth(_) => Kind::ApiHealth,
             ProbeSettings::Clock(_) => Kind::Clock,
+            ProbeSettings::Auth(_) => Kind::Auth,
         }
     }
 }
@@ -1059,6 +1133,7 @@ impl Config {
                 probes.push(probe);
             }
         }
+        link_auth_probes(&mut probes).map_err(whole)?;
         Ok(Config {
             source: file.to_string(),
             global,
@@ -1066,6 +1141,29 @@ impl Config {
             diagnosis,
         })
     }
+}
+
+/// Points each auth probe at the JWKS probes it checks tokens against: the configured names
+/// (which must exist and be jwks probes) or every jwks probe.
+fn link_auth_probes(probes: &mut [ProbeSpec]) -> Result<(), String> {
+    let jwks: Vec<String> = probes
+        .iter()
+        .filter(|p| p.kind() == Kind::Jwks)
+        .map(|p| p.name.clone())
+        .collect();
+    for p in probes.iter_mut() {
+        if let ProbeSettings::Auth(a) = &mut p.settings {
+            if a.jwks_probes.is_empty() {
+                a.jwks_probes = jwks.clone();
+            } else if let Some(bad) = a.jwks_probes.iter().find(|n| !jwks.contains(n)) {
+                return Err(format!(
+                    "probe {:?}: jwks_probes names {bad:?}, which is not a jwks probe",
+                    p.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Ctx<'_> {
@@ -1093,6 +1191,7 @@ impl Ctx<'_> {
             p.jwks.is_some(),
             p.api_health.is_some(),
             p.clock.is_some(),
+            p.auth.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -1101,7 +1200,7 @@ impl Ctx<'_> {
             return Err(self.err(
                 pos,
                 format!(
-                    "probe {name:?} must have exactly one of: dns, https, jwks, api_health, clock"
+                    "probe {name:?} must have exactly one of: dns, https, jwks, api_health, clock, auth"
                 ),
             ));
         }
@@ -1284,6 +1383,14 @@ impl Ctx<'_> {
                 host,
                 https,
             )
+        } else if let Some(a) = &p.auth {
+            let t = target(self, &a.url)?;
+            let (host, https) = (t.host.clone(), t.https);
+            (
+                ProbeSettings::Auth(self.auth(a, t, pos, clerk)?),
+                host,
+                https,
+            )
         } else {
             return Err(self.err(pos, "probe has no kind"));
         };
@@ -1320,6 +1427,99 @@ impl Ctx<'_> {
             timeout,
             settings,
             conn,
+        })
+    }
+
+    fn auth(
+        &self,
+        a: &RawAuth,
+        target: Target,
+        pos: Pos,
+        clerk: &ClerkResolved,
+    ) -> Result<AuthSpec, ConfigError> {
+        let source = match a.token_source.value.0.as_str() {
+            "backend" => {
+                let sid = a
+                    .session_id
+                    .as_ref()
+                    .map(|s| s.0.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| self.err(pos, "auth: token_source backend needs session_id"))?;
+                if !sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(self.err(
+                        pos,
+                        "auth: session_id must be letters, digits and '_' (sess_...)",
+                    ));
+                }
+                let secret = clerk.secret.clone().ok_or_else(|| {
+                    self.err(pos, "auth: token_source backend needs clerk.secret_key or clerk.secret_key_file")
+                })?;
+                let mint = join_path(&clerk.api_url, &format!("/v1/sessions/{sid}/tokens"));
+                let conn = Box::new(self.default_conn(&mint.host)?);
+                TokenSource::Backend {
+                    target: mint,
+                    secret,
+                    conn,
+                }
+            }
+            "file" => TokenSource::File(
+                a.token_file
+                    .as_ref()
+                    .map(|t| PathBuf::from(&t.0))
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .ok_or_else(|| self.err(pos, "auth: token_source file needs token_file"))?,
+            ),
+            "command" => {
+                let cmd: Vec<String> = a
+                    .token_command
+                    .iter()
+                    .flatten()
+                    .map(|t| t.0.clone())
+                    .collect();
+                if cmd.is_empty() {
+                    return Err(self.err(pos, "auth: token_source command needs token_command (a list: program and arguments)"));
+                }
+                TokenSource::Command(cmd)
+            }
+            other => {
+                return Err(self.err(
+                    (&a.token_source).into(),
+                    format!("auth: unknown token_source {other:?}: use backend, file or command"),
+                ));
+            }
+        };
+        let cases = match &a.cases {
+            None => AuthCase::ALL.to_vec(),
+            Some(list) => list
+                .iter()
+                .map(|c| {
+                    AuthCase::ALL
+                        .into_iter()
+                        .find(|k| k.as_label() == c.value.0)
+                        .ok_or_else(|| {
+                            self.err(c.into(), format!("auth: unknown case {:?}", c.value.0))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(AuthSpec {
+            target,
+            source,
+            rejection: status_set(self, &a.rejection_status_codes, StatusSet::range(401, 401))?,
+            issuer: a
+                .issuer
+                .as_ref()
+                .map(|i| i.0.clone())
+                .filter(|i| !i.is_empty())
+                .or_else(|| clerk.fapi_host.as_ref().map(|h| format!("https://{h}"))),
+            jwks_probes: a
+                .jwks_probes
+                .iter()
+                .flatten()
+                .map(|n| n.value.0.clone())
+                .collect(),
+            leeway: a.leeway.unwrap_or(Duration::from_secs(5)),
+            cases,
         })
     }
 

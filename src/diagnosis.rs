@@ -26,10 +26,12 @@ pub enum Cause {
     JwksKeyMismatch,
     ApiNetworkUnhealthy,
     CertExpiring,
+    AuthFailOpen,
+    AuthRejectsValidTokens,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 13] = [
+    pub const ALL: [Cause; 15] = [
         Cause::DnsResolverBroken,
         Cause::DnsNameMissing,
         Cause::EgressBlocked,
@@ -43,6 +45,8 @@ impl Cause {
         Cause::JwksKeyMismatch,
         Cause::ApiNetworkUnhealthy,
         Cause::CertExpiring,
+        Cause::AuthFailOpen,
+        Cause::AuthRejectsValidTokens,
     ];
 
     pub fn as_label(self) -> &'static str {
@@ -60,6 +64,8 @@ impl Cause {
             Cause::JwksKeyMismatch => "jwks_key_mismatch",
             Cause::ApiNetworkUnhealthy => "api_network_unhealthy",
             Cause::CertExpiring => "cert_expiring",
+            Cause::AuthFailOpen => "auth_fail_open",
+            Cause::AuthRejectsValidTokens => "auth_rejects_valid_tokens",
         }
     }
 
@@ -98,6 +104,10 @@ impl Cause {
                 "The API's own network health check fails while authwatch reaches the same dependencies."
             }
             Cause::CertExpiring => "A certificate presented for a probed host expires soon.",
+            Cause::AuthFailOpen => {
+                "The API accepts requests with no token, a forged token or an expired token."
+            }
+            Cause::AuthRejectsValidTokens => "The API rejects a valid session token.",
         }
     }
 
@@ -143,6 +153,12 @@ impl Cause {
             Cause::CertExpiring => {
                 "Renew the certificate for your own domains; for Clerk's custom domain check that the CNAME still points to Clerk so it can renew."
             }
+            Cause::AuthFailOpen => {
+                "Make every protected route require a verified token: check that the auth dependency is applied to the route and that a verification error rejects the request instead of falling through; redeploy and watch authwatch_auth_fail_open."
+            }
+            Cause::AuthRejectsValidTokens => {
+                "Check the API's Clerk settings (secret key, publishable key and JWKS URL of one instance, authorized parties), restart it to drop a JWKS cached before a key rotation, and check its clock; its logs say why verification failed."
+            }
         }
     }
 
@@ -171,6 +187,7 @@ impl Cause {
                 "an api_health probe with role api, and probes with role clerk"
             }
             Cause::CertExpiring => "an HTTPS probe",
+            Cause::AuthFailOpen | Cause::AuthRejectsValidTokens => "an auth probe",
         }
     }
 }
@@ -242,11 +259,14 @@ fn dns_name_missing(probes: &[ProbeState]) -> bool {
         let Some(Details::Dns(lookups)) = p.last.as_ref().map(|l| &l.details) else {
             return false;
         };
+        // Resolvers that did not answer say nothing about the name; every one that did must
+        // have said NXDOMAIN.
         lookups.iter().any(|l| {
-            lookups
+            let answered: Vec<_> = lookups
                 .iter()
-                .filter(|o| o.name == l.name)
-                .all(|o| o.rcode == Some(3))
+                .filter(|o| o.name == l.name && o.rcode.is_some())
+                .collect();
+            !answered.is_empty() && answered.iter().all(|o| o.rcode == Some(3))
         })
     })
 }
@@ -358,10 +378,18 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     {
         causes.insert(Cause::JwksStale);
     }
+    let auth = |p: &ProbeState| match p.last.as_ref().map(|l| &l.details) {
+        Some(Details::Auth(d)) => Some(d.clone()),
+        _ => None,
+    };
     if probes
         .iter()
         .any(|p| p.jwks.pinned_missing.unwrap_or(0) > 0)
         || jwks_group_agreement(probes).values().any(|agree| !agree)
+        || probes
+            .iter()
+            .filter_map(auth)
+            .any(|d| d.kid_known == Some(false))
     {
         causes.insert(Cause::JwksKeyMismatch);
     }
@@ -383,6 +411,15 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
         })
     {
         causes.insert(Cause::ApiNetworkUnhealthy);
+    }
+    if probes.iter().filter_map(auth).any(|d| d.fail_open) {
+        causes.insert(Cause::AuthFailOpen);
+    }
+    if probes
+        .iter()
+        .any(|p| failure(p) == Some(Reason::AuthValidTokenRejected))
+    {
+        causes.insert(Cause::AuthRejectsValidTokens);
     }
     let warn_before = spec.cert_expiry_warning.as_secs_f64();
     let now = inputs

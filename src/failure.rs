@@ -32,6 +32,11 @@ pub enum Reason {
     AuthSecretKeyInvalid,
     HealthCheckFailed,
     ClockSkew,
+    TokenMintFailed,
+    TokenInvalid,
+    TokenKidUnknown,
+    AuthValidTokenRejected,
+    AuthAcceptsInvalidToken,
 }
 
 /// Reasons any probe that makes an HTTP request can end with: the first 21 of `ALL`.
@@ -67,6 +72,11 @@ impl Reason {
         Reason::AuthSecretKeyInvalid,
         Reason::HealthCheckFailed,
         Reason::ClockSkew,
+        Reason::TokenMintFailed,
+        Reason::TokenInvalid,
+        Reason::TokenKidUnknown,
+        Reason::AuthValidTokenRejected,
+        Reason::AuthAcceptsInvalidToken,
     ];
 
     /// The stable lowercase label used in metrics and alert rules.
@@ -100,6 +110,11 @@ impl Reason {
             Reason::AuthSecretKeyInvalid => "auth_secret_key_invalid",
             Reason::HealthCheckFailed => "health_check_failed",
             Reason::ClockSkew => "clock_skew",
+            Reason::TokenMintFailed => "token_mint_failed",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::TokenKidUnknown => "token_kid_unknown",
+            Reason::AuthValidTokenRejected => "auth_valid_token_rejected",
+            Reason::AuthAcceptsInvalidToken => "auth_accepts_invalid_token",
         }
     }
 
@@ -117,6 +132,7 @@ pub enum Kind {
     Jwks,
     ApiHealth,
     Clock,
+    Auth,
 }
 
 impl Kind {
@@ -127,6 +143,7 @@ impl Kind {
             Kind::Jwks => "jwks",
             Kind::ApiHealth => "api_health",
             Kind::Clock => "clock",
+            Kind::Auth => "auth",
         }
     }
 
@@ -164,6 +181,18 @@ impl Kind {
             Kind::Clock => {
                 let mut r = HTTP_REASONS.to_vec();
                 r.push(Reason::ClockSkew);
+                r
+            }
+            Kind::Auth => {
+                let mut r = HTTP_REASONS.to_vec();
+                r.extend([
+                    Reason::TokenMintFailed,
+                    Reason::AuthSecretKeyInvalid,
+                    Reason::TokenInvalid,
+                    Reason::TokenKidUnknown,
+                    Reason::AuthValidTokenRejected,
+                    Reason::AuthAcceptsInvalidToken,
+                ]);
                 r
             }
         }

@@ -4,6 +4,7 @@ pub mod app;
 pub mod config;
 pub mod diagnosis;
 pub mod failure;
+pub mod jwt;
 pub mod metrics;
 pub mod net;
 pub mod outcome;

@@ -100,6 +100,11 @@ impl Trace {
         self.with(Trace::close);
     }
 
+    /// The phase the run is in now.
+    pub fn current(&self) -> Option<Phase> {
+        self.with(|s| s.0.current)
+    }
+
     pub fn update(&self, f: impl FnOnce(&mut TraceData)) {
         self.with(|s| f(&mut s.0));
     }
@@ -155,6 +160,8 @@ pub struct JwkInfo {
     pub bits: u32,
     /// A fingerprint of the key material, so a re-keyed kid counts as a change.
     pub material: u64,
+    /// Modulus and exponent of an RSA key, for verifying tokens locally.
+    pub rsa: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A successfully fetched and validated key set.
@@ -176,6 +183,31 @@ pub enum Details {
         checks: Vec<(String, bool)>,
         truncated: bool,
     },
+    Auth(AuthDetails),
+}
+
+/// One case of the auth probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseResult {
+    pub case: crate::config::AuthCase,
+    pub passed: bool,
+    /// The API's status, when it answered.
+    pub status: Option<u16>,
+    pub duration: Duration,
+}
+
+/// What the auth probe saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthDetails {
+    pub cases: Vec<CaseResult>,
+    /// A rejection case was answered 2xx: the API accepts tokens it must refuse.
+    pub fail_open: bool,
+    /// Getting a real token: whether it worked and how long it took.
+    pub mint: Option<(bool, Duration)>,
+    /// The real token verified locally (signature, issuer, times) against the fetched JWKS.
+    pub token_verified: Option<bool>,
+    /// The real token's kid is in one of the fetched JWKS.
+    pub kid_known: Option<bool>,
 }
 
 /// Everything a run produced.

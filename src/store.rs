@@ -231,6 +231,19 @@ impl Store {
         map.values().map(|s| lock(s).clone()).collect()
     }
 
+    /// The keys of the last good fetch of each named JWKS probe.
+    pub fn jwks_keys(&self, names: &[String]) -> Vec<crate::outcome::JwkInfo> {
+        let map = match self.probes.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        names
+            .iter()
+            .filter_map(|n| map.get(n))
+            .flat_map(|s| lock(s).jwks.keys.clone())
+            .collect()
+    }
+
     /// True once every probe has finished at least one run.
     pub fn all_ran(&self) -> bool {
         let map = match self.probes.read() {

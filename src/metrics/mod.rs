@@ -10,6 +10,7 @@ use encode::{Encoder, Family, MetricType::*};
 
 use crate::config::DiagnosisSpec;
 use crate::diagnosis::{Cause, Diagnosis};
+use crate::failure::Kind;
 use crate::outcome::{Details, DnsLookup, Phase};
 use crate::store::{DURATION_BUCKETS, ProbeState, jwks_group_agreement};
 
@@ -165,7 +166,7 @@ family!(
     JWKS_AGE,
     "authwatch_jwks_age_seconds",
     Gauge,
-    "Seconds since the last successful JWKS fetch, computed at scrape time."
+    "Seconds since the last successful JWKS fetch (or since the probe was configured, if none succeeded yet), computed at scrape time."
 );
 family!(
     JWKS_LAST_CHANGE,
@@ -238,6 +239,54 @@ family!(
     "authwatch_diagnosis_threshold_seconds",
     Gauge,
     "Configured diagnosis thresholds, so alert rules can compare against the daemon's settings."
+);
+family!(
+    AUTH_CASE_SUCCESS,
+    "authwatch_auth_case_success",
+    Gauge,
+    "Whether the API answered the case as it must: valid_token 2xx; no_token, forged_token, expired_token a rejection status."
+);
+family!(
+    AUTH_CASE_DURATION,
+    "authwatch_auth_case_duration_seconds",
+    Gauge,
+    "How long the API took to answer the case (a verifier stalling on its JWKS fetch shows here)."
+);
+family!(
+    AUTH_CASE_STATUS,
+    "authwatch_auth_case_status_code",
+    Gauge,
+    "HTTP status the API answered the case with (0: no answer)."
+);
+family!(
+    AUTH_FAIL_OPEN,
+    "authwatch_auth_fail_open",
+    Gauge,
+    "1 when the API answered 2xx to a request it must reject (no, forged or expired token)."
+);
+family!(
+    AUTH_MINT_SUCCESS,
+    "authwatch_auth_token_mint_success",
+    Gauge,
+    "Whether getting a real session token (Backend API, file or command) worked."
+);
+family!(
+    AUTH_MINT_DURATION,
+    "authwatch_auth_token_mint_duration_seconds",
+    Gauge,
+    "How long getting the session token took."
+);
+family!(
+    AUTH_TOKEN_VERIFIED,
+    "authwatch_auth_token_verified",
+    Gauge,
+    "Whether the real token verified locally against the fetched JWKS (signature, issuer, exp/nbf with leeway)."
+);
+family!(
+    AUTH_KID_KNOWN,
+    "authwatch_auth_token_kid_known",
+    Gauge,
+    "Whether the real token's kid is in the fetched JWKS (0: keys from different Clerk instances)."
 );
 family!(
     BUILD_INFO,
@@ -329,7 +378,7 @@ fn per_probe<'a>(
 }
 
 fn is_http(p: &ProbeState) -> bool {
-    !matches!(p.kind, crate::failure::Kind::Dns)
+    !matches!(p.kind, Kind::Dns)
 }
 
 /// Renders every family. `now` is the scrape time.
@@ -512,13 +561,14 @@ pub fn render(
             );
         },
     );
-    per_probe(&mut e, &JWKS_AGE, jwks.iter().copied(), |e, p, l| {
-        let age = p
-            .jwks
-            .last_success
-            .map(|t| (unix(now) - unix(t)).max(0.0))
-            .unwrap_or(0.0);
-        e.sample(&JWKS_AGE, &l, age);
+    // The age exists from a JWKS probe's first run: one that never succeeded is as stale as
+    // the time since it was configured.
+    let jwks_ran = probes
+        .iter()
+        .filter(|p| p.kind == Kind::Jwks && p.last.is_some());
+    per_probe(&mut e, &JWKS_AGE, jwks_ran, |e, p, l| {
+        let since = p.jwks.last_success.unwrap_or(p.created_at);
+        e.sample(&JWKS_AGE, &l, (unix(now) - unix(since)).max(0.0));
     });
     per_probe(
         &mut e,
@@ -593,6 +643,51 @@ pub fn render(
     per_probe(&mut e, &CLOCK_OFFSET, probes, |e, p, l| {
         if let Some(o) = p.last.as_ref().and_then(|l| l.trace.clock_offset) {
             e.sample(&CLOCK_OFFSET, &l, o);
+        }
+    });
+
+    let auth_details = |p: &ProbeState| match p.last.as_ref().map(|l| &l.details) {
+        Some(Details::Auth(d)) => Some(d.clone()),
+        _ => None,
+    };
+    type CaseGet = fn(&crate::outcome::CaseResult) -> f64;
+    let case_families: [(&Family, CaseGet); 3] = [
+        (&AUTH_CASE_SUCCESS, |c| f64::from(u8::from(c.passed))),
+        (&AUTH_CASE_DURATION, |c| c.duration.as_secs_f64()),
+        (&AUTH_CASE_STATUS, |c| {
+            c.status.map(f64::from).unwrap_or(0.0)
+        }),
+    ];
+    for (f, get) in case_families {
+        per_probe(&mut e, f, probes, |e, p, [a, b]| {
+            for c in auth_details(p).iter().flat_map(|d| d.cases.iter()) {
+                e.sample(f, &[a, b, ("case", c.case.as_label())], get(c));
+            }
+        });
+    }
+    per_probe(&mut e, &AUTH_FAIL_OPEN, probes, |e, p, l| {
+        if let Some(d) = auth_details(p) {
+            e.sample(&AUTH_FAIL_OPEN, &l, f64::from(u8::from(d.fail_open)));
+        }
+    });
+    per_probe(&mut e, &AUTH_MINT_SUCCESS, probes, |e, p, l| {
+        if let Some((ok, _)) = auth_details(p).and_then(|d| d.mint) {
+            e.sample(&AUTH_MINT_SUCCESS, &l, f64::from(u8::from(ok)));
+        }
+    });
+    per_probe(&mut e, &AUTH_MINT_DURATION, probes, |e, p, l| {
+        if let Some((_, d)) = auth_details(p).and_then(|d| d.mint) {
+            e.sample(&AUTH_MINT_DURATION, &l, d.as_secs_f64());
+        }
+    });
+    per_probe(&mut e, &AUTH_TOKEN_VERIFIED, probes, |e, p, l| {
+        if let Some(v) = auth_details(p).and_then(|d| d.token_verified) {
+            e.sample(&AUTH_TOKEN_VERIFIED, &l, f64::from(u8::from(v)));
+        }
+    });
+    per_probe(&mut e, &AUTH_KID_KNOWN, probes, |e, p, l| {
+        if let Some(v) = auth_details(p).and_then(|d| d.kid_known) {
+            e.sample(&AUTH_KID_KNOWN, &l, f64::from(u8::from(v)));
         }
     });
 

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::ServerName;
@@ -240,6 +240,58 @@ impl HttpClient {
         trace: &Trace,
         deadline: Instant,
     ) -> Result<Response, Failure> {
+        self.send(
+            Method::GET,
+            target,
+            extra_headers,
+            Bytes::new(),
+            trace,
+            deadline,
+        )
+        .await
+    }
+
+    /// Performs one request with any method and body.
+    pub async fn send(
+        &self,
+        method: Method,
+        target: &Target,
+        extra_headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        trace: &Trace,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        match tokio::time::timeout_at(
+            deadline,
+            self.send_inner(method, target, extra_headers, body, trace, deadline),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                let phase = trace.current().unwrap_or(Phase::Processing);
+                Err(Failure::new(
+                    phase.timeout_reason(),
+                    format!(
+                        "{}: deadline exceeded during {}",
+                        target.authority(),
+                        phase.as_label()
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn send_inner(
+        &self,
+        method: Method,
+        target: &Target,
+        extra_headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        trace: &Trace,
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        let request = (method, body);
         let via_proxy = match &self.conn.proxy {
             ProxyChoice::Proxy(p) => Some(p),
             ProxyChoice::Direct => None,
@@ -261,7 +313,9 @@ impl HttpClient {
             target.path.clone()
         };
         if !target.https {
-            return self.exchange(tcp, target, &uri, extra_headers, trace).await;
+            return self
+                .exchange(tcp, target, &uri, request, extra_headers, trace)
+                .await;
         }
         trace.enter(Phase::Tls);
         let (system, reference) = self.verifiers();
@@ -315,7 +369,7 @@ impl HttpClient {
                 info.version = version;
             }
         });
-        self.exchange(stream, target, &uri, extra_headers, trace)
+        self.exchange(stream, target, &uri, request, extra_headers, trace)
             .await
     }
 
@@ -324,6 +378,7 @@ impl HttpClient {
         stream: S,
         target: &Target,
         uri: &str,
+        (method, body): (Method, Bytes),
         extra_headers: &[(HeaderName, HeaderValue)],
         trace: &Trace,
     ) -> Result<Response, Failure>
@@ -349,7 +404,7 @@ impl HttpClient {
             let _ = conn.await;
         }));
         let mut builder = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(uri)
             .header(http::header::HOST, target.authority())
             .header(http::header::USER_AGENT, USER_AGENT)
@@ -361,7 +416,7 @@ impl HttpClient {
             builder = builder.header(k, v);
         }
         let request = builder
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(body))
             .map_err(|e| Failure::new(Reason::HttpProtocol, format!("building request: {e}")))?;
         let sent_at = SystemTime::now();
         let response = sender.send_request(request).await.map_err(proto)?;

@@ -91,6 +91,7 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
             .ok_or_else(|| bad(format!("missing {name}")))?;
         b64url(s).ok_or_else(|| bad(format!("{name} is not base64url")))
     };
+    let mut rsa = None;
     let (bits, fingerprint) = match kty {
         "RSA" => {
             let n = field("n")?;
@@ -107,7 +108,9 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
             if !(alg.is_empty() || alg.starts_with("RS") || alg.starts_with("PS")) {
                 return Err(bad(format!("alg {alg} does not fit kty RSA")));
             }
-            (bits, material("RSA", &[&n]))
+            let fingerprint = material("RSA", &[&n]);
+            rsa = Some((strip_zeros(&n).to_vec(), strip_zeros(&e).to_vec()));
+            (bits, fingerprint)
         }
         "EC" => {
             let crv = str_field(key, "crv").map_err(bad)?.unwrap_or("");
@@ -133,6 +136,7 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
         use_: use_.to_string(),
         bits,
         material: fingerprint,
+        rsa,
     })
 }
 

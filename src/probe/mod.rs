@@ -3,6 +3,7 @@
 //! and one arm in `Probe::new` / `Probe::run`.
 
 pub mod api_health;
+pub mod auth;
 pub mod clock;
 pub mod dns;
 pub mod https;
@@ -12,17 +13,20 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::config::{ProbeSettings, ProbeSpec};
+use crate::config::{ConnSpec, ProbeSettings, ProbeSpec, TokenSource};
 use crate::net::http::HttpClient;
 use crate::net::resolve::{Resolver, SystemFiles};
 use crate::net::tls::TrustCache;
 use crate::outcome::{RunResult, Trace};
+use crate::store::Store;
 
-/// What every probe shares: the system files and the trust store.
+/// What every probe shares: the system files, the trust store, and the results store (the
+/// auth probe checks tokens against the keys the JWKS probes fetched).
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub files: SystemFiles,
     pub trust: Arc<TrustCache>,
+    pub store: Arc<Store>,
 }
 
 /// A configured probe, ready to run.
@@ -39,20 +43,23 @@ enum Impl {
     Jwks(jwks::JwksProbe),
     ApiHealth(api_health::ApiHealthProbe),
     Clock(clock::ClockProbe),
+    /// Boxed: it carries an RSA key and is much larger than the other kinds.
+    Auth(Box<auth::AuthProbe>),
 }
 
 impl Probe {
     pub fn new(spec: ProbeSpec, shared: &Shared) -> Probe {
-        let client = || {
+        let client_for = |conn: &ConnSpec| {
             HttpClient::new(
-                spec.conn.clone(),
+                conn.clone(),
                 Resolver {
-                    spec: spec.conn.resolver.clone(),
+                    spec: conn.resolver.clone(),
                     files: shared.files.clone(),
                 },
                 shared.trust.clone(),
             )
         };
+        let client = || client_for(&spec.conn);
         let imp = match &spec.settings {
             ProbeSettings::Dns(d) => Impl::Dns(dns::DnsProbe::new(d.clone(), shared.files.clone())),
             ProbeSettings::Https(h) => Impl::Https(https::HttpsProbe::new(h.clone(), client())),
@@ -61,6 +68,18 @@ impl Probe {
                 Impl::ApiHealth(api_health::ApiHealthProbe::new(a.clone(), client()))
             }
             ProbeSettings::Clock(c) => Impl::Clock(clock::ClockProbe::new(c.clone(), client())),
+            ProbeSettings::Auth(a) => {
+                let mint = match &a.source {
+                    TokenSource::Backend { conn, .. } => Some(client_for(conn)),
+                    _ => None,
+                };
+                Impl::Auth(Box::new(auth::AuthProbe::new(
+                    a.clone(),
+                    client(),
+                    mint,
+                    shared.store.clone(),
+                )))
+            }
         };
         Probe { spec, imp }
     }
@@ -74,6 +93,7 @@ impl Probe {
             Impl::Jwks(p) => p.run(trace, deadline).await,
             Impl::ApiHealth(p) => p.run(trace, deadline).await,
             Impl::Clock(p) => p.run(trace, deadline).await,
+            Impl::Auth(p) => p.run(trace, deadline).await,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod http;
 pub mod httpdate;
 pub mod jwks;
+pub mod jwt;
 pub mod prom;
 pub mod prometheus;
 pub mod proxy;
