@@ -16,7 +16,8 @@ use serde_json::Value;
 use common::daemon::Daemon;
 use common::dns::{Behavior, DnsServer};
 use common::http::{ResponseSpec, TestServer};
-use common::jwks::{jwks, rsa_key};
+use common::jwks::jwks;
+use common::jwt::SigningKey;
 use common::prometheus::Prometheus;
 use common::tls::TestPki;
 
@@ -32,9 +33,11 @@ struct Faults {
 
 fn clerk_handler(
     faults: Arc<Faults>,
-    doc: String,
+    key: Arc<SigningKey>,
 ) -> impl Fn(&common::http::RequestInfo) -> ResponseSpec + Send + Sync + 'static {
+    let doc = jwks([key.jwk()]).to_string();
     move |req| {
+        let authorized = req.header("authorization") == Some(&format!("Bearer {SECRET}"));
         let offset = faults.date_offset.load(Ordering::SeqCst);
         let portal = faults.jwks_portal.load(Ordering::SeqCst);
         let resp = match req.path_only() {
@@ -45,9 +48,11 @@ fn clerk_handler(
                 "<html><body>Sign in to the guest Wi-Fi</body></html>",
             ),
             "/.well-known/jwks.json" => ResponseSpec::json(200, doc.clone()),
-            "/v1/jwks" if req.header("authorization") == Some(&format!("Bearer {SECRET}")) => {
-                ResponseSpec::json(200, doc.clone())
-            }
+            "/v1/jwks" if authorized => ResponseSpec::json(200, doc.clone()),
+            "/v1/sessions/sess_e2e/tokens" if authorized => ResponseSpec::json(
+                200,
+                format!(r#"{{"object":"token","jwt":"{}"}}"#, key.mint(60)),
+            ),
             "/v1/jwks" => ResponseSpec::json(401, r#"{"errors":[{"code":"clerk_key_invalid"}]}"#),
             _ => ResponseSpec::json(404, r#"{"errors":[]}"#),
         };
@@ -112,15 +117,19 @@ async fn stack() -> Stack {
     let pki = TestPki::new();
     let leaf = pki.good(&["clerk.test", "api.clerk.test"]);
     let faults = Arc::new(Faults::default());
-    let key = rsa_key(2048);
-    let doc = jwks([key.jwk("ins_e2e")]).to_string();
-    let fapi = TestServer::start_tls(&leaf, clerk_handler(faults.clone(), doc.clone())).await;
-    let bapi = TestServer::start_tls(&leaf, clerk_handler(faults.clone(), doc)).await;
-    let api = TestServer::start(|_| {
-        ResponseSpec::json(
+    let key = Arc::new(SigningKey::new("ins_e2e", "https://clerk.test"));
+    let fapi = TestServer::start_tls(&leaf, clerk_handler(faults.clone(), key.clone())).await;
+    let bapi = TestServer::start_tls(&leaf, clerk_handler(faults.clone(), key.clone())).await;
+    let k = key.clone();
+    let api = TestServer::start(move |req| match req.path_only() {
+        "/camera/status" if k.accepts(req.header("authorization")) => {
+            ResponseSpec::json(200, r#"{"camera":"ok"}"#)
+        }
+        "/camera/status" => ResponseSpec::json(401, r#"{"detail":"Not authenticated"}"#),
+        _ => ResponseSpec::json(
             200,
             r#"{"status":"ok","checks":{"dns":{"status":"ok"},"clerk_jwks":{"status":"ok"}}}"#,
-        )
+        ),
     })
     .await;
     let zone = || CLERK_NAMES.map(|n| (n, Behavior::a([Ipv4Addr::LOCALHOST])));
@@ -170,6 +179,8 @@ probes:
   - name: api-health-network
     role: api
     api_health: {{url: "http://127.0.0.1:{api}/health/network"}}
+  - name: api-auth
+    auth: {{url: "http://127.0.0.1:{api}/camera/status", token_source: backend, session_id: sess_e2e, issuer: "https://clerk.test"}}
 "#,
         resolv = resolv.display(),
         sys_port = system_dns.port(),
