@@ -1,12 +1,14 @@
 //! The running daemon: the configuration in force, the probes' tasks, the diagnosis loop and
 //! the shared state.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, DiagnosisSpec};
+use crate::config::{Config, DiagnosisSpec, ProbeSpec};
 use crate::diagnosis::{self, Diagnosis};
 use crate::lock;
 use crate::metrics::{self, Globals};
@@ -16,14 +18,23 @@ use crate::probe::{Probe, Shared};
 use crate::scheduler;
 use crate::store::Store;
 
+/// The configuration in force and the task of each probe.
+#[derive(Debug, Default)]
+struct Running {
+    config: Option<Config>,
+    tasks: BTreeMap<String, JoinHandle<()>>,
+}
+
 /// How often the diagnosis is re-evaluated (and its transitions logged).
 const DIAGNOSIS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct App {
     pub store: Arc<Store>,
+    /// The file the configuration came from (`None`: the embedded default), for reloads.
+    config_path: Option<PathBuf>,
     trust: Mutex<Arc<TrustCache>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    running: Mutex<Running>,
     diagnosis_spec: Mutex<DiagnosisSpec>,
     diagnosis: Mutex<Diagnosis>,
     diagnosis_task: Mutex<Option<JoinHandle<()>>>,
@@ -31,14 +42,15 @@ pub struct App {
 
 impl App {
     /// Starts every probe of `config` and the diagnosis loop.
-    pub fn start(config: &Config) -> Arc<App> {
+    pub fn start(config: &Config, config_path: Option<PathBuf>) -> Arc<App> {
         let app = Arc::new(App {
             store: Arc::new(Store::new()),
+            config_path,
             trust: Mutex::new(Arc::new(TrustCache::new(
                 config.global.trust_store_file.clone(),
                 config.global.reference_trust_store_file.clone(),
             ))),
-            tasks: Mutex::new(Vec::new()),
+            running: Mutex::new(Running::default()),
             diagnosis_spec: Mutex::new(config.diagnosis.clone()),
             diagnosis: Mutex::new(Diagnosis::default()),
             diagnosis_task: Mutex::new(None),
@@ -59,27 +71,71 @@ impl App {
         app
     }
 
+    /// Reloads the configuration file. A configuration that fails validation changes
+    /// nothing but `authwatch_config_last_reload_successful`; the reason is returned and logged.
+    pub fn reload(&self) -> Result<usize, String> {
+        match Config::load(self.config_path.as_deref()) {
+            Ok(config) => {
+                self.apply(&config);
+                tracing::info!(config = %config.source, probes = config.probes.len(), "configuration reloaded");
+                Ok(config.probes.len())
+            }
+            Err(e) => {
+                lock(&self.store.reload).successful = false;
+                tracing::error!(error = %e, "configuration reload failed; the running configuration stays");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Makes `config` the running configuration. Probes whose settings did not change keep
+    /// their state (counters, JWKS freshness and rotations) and, when the global settings did
+    /// not change either, their running task; removed probes and their series disappear.
     fn apply(&self, config: &Config) {
-        let trust = lock(&self.trust).clone();
-        let shared = Shared {
-            files: SystemFiles {
-                resolv_conf: config.global.resolv_conf.clone(),
-                resolv_conf_port: config.global.resolv_conf_port,
-                hosts_file: config.global.hosts_file.clone(),
-            },
-            trust,
-            store: self.store.clone(),
+        let mut running = lock(&self.running);
+        let old = running.config.take();
+        let trust_same = old.as_ref().is_some_and(|o| {
+            o.global.trust_store_file == config.global.trust_store_file
+                && o.global.reference_trust_store_file == config.global.reference_trust_store_file
+        });
+        if !trust_same && old.is_some() {
+            *lock(&self.trust) = Arc::new(TrustCache::new(
+                config.global.trust_store_file.clone(),
+                config.global.reference_trust_store_file.clone(),
+            ));
+        }
+        let global_same = trust_same && old.as_ref().is_some_and(|o| o.global == config.global);
+        let unchanged = |spec: &ProbeSpec| {
+            old.as_ref()
+                .and_then(|o| o.probes.iter().find(|p| p.name == spec.name))
+                .is_some_and(|p| p == spec)
         };
-        let specs: Vec<_> = config.probes.iter().map(|p| (p.clone(), false)).collect();
+        let shared = self.shared_for(config);
+        let specs: Vec<_> = config
+            .probes
+            .iter()
+            .map(|p| (p.clone(), unchanged(p)))
+            .collect();
         let states = self.store.set_probes(&specs);
-        let mut tasks = lock(&self.tasks);
-        for t in tasks.drain(..) {
+        let mut previous = std::mem::take(&mut running.tasks);
+        for ((spec, keep), state) in specs.into_iter().zip(states) {
+            let name = spec.name.clone();
+            let task = match previous.remove(&name) {
+                Some(task) if keep && global_same => task,
+                other => {
+                    if let Some(t) = other {
+                        t.abort();
+                    }
+                    let probe = Arc::new(Probe::new(spec, &shared));
+                    scheduler::spawn(probe, state, config.global.jitter)
+                }
+            };
+            running.tasks.insert(name, task);
+        }
+        for (_, t) in previous {
             t.abort();
         }
-        for (spec, state) in config.probes.iter().zip(states) {
-            let probe = Arc::new(Probe::new(spec.clone(), &shared));
-            tasks.push(scheduler::spawn(probe, state, config.global.jitter));
-        }
+        running.config = Some(config.clone());
         *lock(&self.diagnosis_spec) = config.diagnosis.clone();
         let mut reload = lock(&self.store.reload);
         reload.successful = true;
@@ -139,8 +195,38 @@ impl App {
         metrics::render(&probes, &globals, openmetrics, SystemTime::now())
     }
 
+    /// The status as JSON, for `/api/v1/status` and the status page.
+    pub fn status(&self) -> serde_json::Value {
+        let probes = self.store.snapshot();
+        let diagnosis = lock(&self.diagnosis).clone();
+        crate::status::json(&probes, &diagnosis, SystemTime::now())
+    }
+
+    /// What a probe built now would share with the running ones.
+    pub fn shared(&self) -> Option<Shared> {
+        let running = lock(&self.running);
+        running.config.as_ref().map(|c| self.shared_for(c))
+    }
+
+    fn shared_for(&self, config: &Config) -> Shared {
+        Shared {
+            files: SystemFiles {
+                resolv_conf: config.global.resolv_conf.clone(),
+                resolv_conf_port: config.global.resolv_conf_port,
+                hosts_file: config.global.hosts_file.clone(),
+            },
+            trust: lock(&self.trust).clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Option<Config> {
+        lock(&self.running).config.clone()
+    }
+
     pub fn shutdown(&self) {
-        for t in lock(&self.tasks).drain(..) {
+        for (_, t) in std::mem::take(&mut lock(&self.running).tasks) {
             t.abort();
         }
         if let Some(t) = lock(&self.diagnosis_task).take() {

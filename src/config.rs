@@ -130,6 +130,27 @@ struct RawFile {
     probes: Vec<Spanned<RawProbe>>,
     #[serde(default)]
     diagnosis: RawDiagnosis,
+    #[serde(default)]
+    modules: BTreeMap<String, Spanned<RawModule>>,
+    #[serde(default)]
+    probe_allowlist: Option<Vec<Spanned<Text>>>,
+}
+
+/// A `/probe` module: a probe kind and its settings, with the target given per request.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawModule {
+    kind: Text,
+    #[serde(default, deserialize_with = "de_duration")]
+    timeout: Option<Duration>,
+    valid_status_codes: Option<Vec<Spanned<Text>>>,
+    record_types: Option<Vec<Text>>,
+    resolvers: Option<Vec<Spanned<Text>>>,
+    checks_pointer: Option<Text>,
+    max_checks: Option<usize>,
+    #[serde(default, deserialize_with = "de_duration")]
+    max_offset: Option<Duration>,
+    connection: Option<RawConnection>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -385,7 +406,7 @@ pub enum ProxyChoice {
 }
 
 /// Connection settings shared by every HTTP-based probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnSpec {
     pub resolver: ResolverSpec,
     pub ip_family: IpFamily,
@@ -505,21 +526,21 @@ impl StatusSet {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DnsSpec {
     pub names: Vec<String>,
     pub record_types: Vec<hickory_proto::rr::RecordType>,
     pub resolvers: Vec<ResolverSpec>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpsSpec {
     pub target: Target,
     pub valid: StatusSet,
 }
 
 /// Where a JWKS comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JwksSource {
     /// A plain GET of this URL.
     Url(Target),
@@ -529,7 +550,7 @@ pub enum JwksSource {
     Oidc(Target),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwksSpec {
     pub source: JwksSource,
     pub pinned_file: Option<PathBuf>,
@@ -537,7 +558,7 @@ pub struct JwksSpec {
     pub max_keys: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiHealthSpec {
     pub target: Target,
     pub valid: StatusSet,
@@ -545,14 +566,14 @@ pub struct ApiHealthSpec {
     pub max_checks: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClockSpec {
     pub target: Target,
     pub max_offset: Duration,
 }
 
 /// Where the auth probe gets a real session token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TokenSource {
     /// Clerk's Backend API: POST /v1/sessions/{id}/tokens with the secret key, over `conn`.
     Backend {
@@ -593,7 +614,7 @@ impl AuthCase {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthSpec {
     pub target: Target,
     pub source: TokenSource,
@@ -606,7 +627,7 @@ pub struct AuthSpec {
     pub cases: Vec<AuthCase>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProbeSettings {
     Dns(DnsSpec),
     Https(HttpsSpec),
@@ -647,7 +668,7 @@ pub struct DiagnosisSpec {
 }
 
 /// One validated probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSpec {
     pub name: String,
     pub role: Role,
@@ -670,7 +691,7 @@ impl ProbeSpec {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GlobalSpec {
     pub interval: Duration,
     pub timeout: Duration,
@@ -679,6 +700,7 @@ pub struct GlobalSpec {
     pub resolv_conf_port: u16,
     pub hosts_file: PathBuf,
     pub trust_store_file: Option<PathBuf>,
+    pub body_limit: u64,
     /// Roots to tell "CA certificates missing" from "TLS intercepted"; `None`: the bundled
     /// Mozilla set.
     pub reference_trust_store_file: Option<PathBuf>,
@@ -691,6 +713,10 @@ pub struct Config {
     pub global: GlobalSpec,
     pub probes: Vec<ProbeSpec>,
     pub diagnosis: DiagnosisSpec,
+    /// `/probe` modules by name, validated at load and instantiated per request.
+    pub modules: BTreeMap<String, RawModule>,
+    /// Host patterns `/probe` may target: `host`, `*.domain`, or an IP address.
+    pub probe_allowlist: Vec<String>,
 }
 
 /// Derives the Frontend API host from a Clerk publishable key.
@@ -1082,6 +1108,7 @@ impl Config {
                 .as_ref()
                 .filter(|t| !t.0.is_empty())
                 .map(|t| PathBuf::from(&t.0)),
+            body_limit: g.body_limit_bytes.unwrap_or(1 << 20),
             reference_trust_store_file: g
                 .reference_trust_store_file
                 .as_ref()
@@ -1105,7 +1132,7 @@ impl Config {
         let ctx = Ctx {
             file,
             global: &global,
-            global_body_limit: g.body_limit_bytes.unwrap_or(1 << 20),
+            global_body_limit: global.body_limit,
             env,
         };
         let clerk = clerk(&ctx, raw.clerk.as_ref())?;
@@ -1134,12 +1161,189 @@ impl Config {
             }
         }
         link_auth_probes(&mut probes).map_err(whole)?;
+        let mut modules = BTreeMap::new();
+        for (name, m) in raw.modules {
+            // Instantiating with a placeholder target validates every setting now, not at
+            // the first request.
+            module_probe(&ctx, &name, &m.value, "placeholder.invalid")
+                .map_err(|e| ctx.err((&m).into(), e))?;
+            modules.insert(name, m.value);
+        }
+        let probe_allowlist = raw
+            .probe_allowlist
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let v = p.value.0.trim().to_ascii_lowercase();
+                let host = v.strip_prefix("*.").unwrap_or(&v);
+                if host.parse::<IpAddr>().is_ok() || is_hostname(host) {
+                    Ok(v)
+                } else {
+                    Err(ctx.err(
+                        (&p).into(),
+                        format!(
+                            "probe_allowlist: {v:?} is not a host name, *.domain or IP address"
+                        ),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             source: file.to_string(),
             global,
             probes,
             diagnosis,
+            modules,
+            probe_allowlist,
         })
+    }
+}
+
+/// Builds the probe a module describes for one target: a URL (or bare host, taken as
+/// `https://host/`) for HTTP-based kinds, a name for `dns`.
+fn module_probe(ctx: &Ctx, name: &str, m: &RawModule, target: &str) -> Result<ProbeSpec, String> {
+    let url_target = || -> Result<Target, String> {
+        if target.contains("://") {
+            Target::parse(target)
+        } else {
+            Target::parse(&format!("https://{target}/"))
+        }
+    };
+    let status = |default: StatusSet| -> Result<StatusSet, String> {
+        match &m.valid_status_codes {
+            None => Ok(default),
+            Some(list) => list
+                .iter()
+                .map(|s| StatusSet::parse_one(&s.value.0))
+                .collect::<Result<Vec<_>, _>>()
+                .map(StatusSet),
+        }
+    };
+    let kind = m.kind.0.as_str();
+    let settings = match kind {
+        "dns" => {
+            let host = target.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !is_hostname(&host) {
+                return Err(format!("target {target:?} is not a host name"));
+            }
+            let record_types = match &m.record_types {
+                None => vec![
+                    hickory_proto::rr::RecordType::A,
+                    hickory_proto::rr::RecordType::AAAA,
+                ],
+                Some(l) => l
+                    .iter()
+                    .map(|t| {
+                        record_type(&t.0)
+                            .ok_or_else(|| format!("unsupported record type {:?}", t.0))
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            let resolvers = match &m.resolvers {
+                None => vec![ResolverSpec::System],
+                Some(l) => l
+                    .iter()
+                    .map(|r| ResolverSpec::parse(&r.value.0))
+                    .collect::<Result<_, _>>()?,
+            };
+            ProbeSettings::Dns(DnsSpec {
+                names: vec![host],
+                record_types,
+                resolvers,
+            })
+        }
+        "https" => ProbeSettings::Https(HttpsSpec {
+            target: url_target()?,
+            valid: status(StatusSet::range(200, 299))?,
+        }),
+        "jwks" => ProbeSettings::Jwks(JwksSpec {
+            source: JwksSource::Url(url_target()?),
+            pinned_file: None,
+            group: None,
+            max_keys: 16,
+        }),
+        "api_health" => ProbeSettings::ApiHealth(ApiHealthSpec {
+            target: url_target()?,
+            valid: status(StatusSet::range(200, 299))?,
+            checks_pointer: m
+                .checks_pointer
+                .as_ref()
+                .map(|p| p.0.clone())
+                .filter(|p| !p.is_empty()),
+            max_checks: m.max_checks.unwrap_or(32).min(256),
+        }),
+        "clock" => ProbeSettings::Clock(ClockSpec {
+            target: url_target()?,
+            max_offset: m.max_offset.unwrap_or(Duration::from_secs(5)),
+        }),
+        other => {
+            return Err(format!(
+                "module {name}: unknown kind {other:?}: use dns, https, jwks, api_health or clock"
+            ));
+        }
+    };
+    let (host, https) = match &settings {
+        ProbeSettings::Https(h) => (h.target.host.clone(), h.target.https),
+        ProbeSettings::ApiHealth(a) => (a.target.host.clone(), a.target.https),
+        ProbeSettings::Clock(c) => (c.target.host.clone(), c.target.https),
+        ProbeSettings::Jwks(JwksSpec {
+            source: JwksSource::Url(t),
+            ..
+        }) => (t.host.clone(), t.https),
+        _ => (String::new(), false),
+    };
+    if kind == "dns" && m.connection.is_some() {
+        return Err(format!(
+            "module {name}: a dns module takes no connection section"
+        ));
+    }
+    let conn = connection(
+        ctx,
+        &m.connection.clone().unwrap_or_default(),
+        &host,
+        https,
+        Pos::default(),
+    )
+    .map_err(|e| match e {
+        ConfigError::At { message, .. } | ConfigError::Whole { message, .. } => message,
+        other => other.to_string(),
+    })?;
+    Ok(ProbeSpec {
+        name: name.to_string(),
+        role: Role::Other,
+        interval: ctx.global.interval,
+        timeout: m.timeout.unwrap_or(ctx.global.timeout),
+        settings,
+        conn,
+    })
+}
+
+impl Config {
+    /// The probe `module` describes for `target`, as `/probe?module=…&target=…` runs it.
+    pub fn module_probe(&self, module: &str, target: &str) -> Result<ProbeSpec, String> {
+        let m = self
+            .modules
+            .get(module)
+            .ok_or_else(|| format!("unknown module {module:?}"))?;
+        let env = |k: &str| std::env::var(k).ok();
+        let ctx = Ctx {
+            file: &self.source,
+            global: &self.global,
+            global_body_limit: self.global.body_limit,
+            env: &env,
+        };
+        module_probe(&ctx, module, m, target)
+    }
+
+    /// Whether `/probe` may target `host` under the allowlist.
+    pub fn target_allowed(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.probe_allowlist
+            .iter()
+            .any(|p| match p.strip_prefix("*.") {
+                Some(domain) => host.ends_with(&format!(".{domain}")),
+                None => *p == host,
+            })
     }
 }
 

@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 
 use authwatch::app::App;
 use authwatch::config::Config;
-use authwatch::server;
+use authwatch::server::{self, Server};
+use authwatch::web::{Authenticator, WebConfig};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
 
 pub const DEFAULT_LISTEN: &str = ":9868";
 
@@ -25,6 +28,12 @@ struct Cli {
     /// Address to serve /metrics on; ":9868" means every interface.
     #[arg(long = "web.listen-address", global = true, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: String,
+    /// Web configuration (exporter-toolkit format): TLS certificate and basic-auth users.
+    #[arg(long = "web.config.file", global = true, value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Let `/probe` target any host, not only those in probe_allowlist.
+    #[arg(long = "probe.allow-any-target", global = true)]
+    allow_any_target: bool,
     /// Log level.
     #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
@@ -63,6 +72,12 @@ fn listen_address(s: &str) -> String {
 }
 
 fn check_config(cli: &Cli) -> ExitCode {
+    if let Some(web) = &cli.web_config_file
+        && let Err(e) = WebConfig::load(web)
+    {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     match Config::load(cli.config_file.as_deref()) {
         Ok(c) => {
             let names: Vec<&str> = c.probes.iter().map(|p| p.name.as_str()).collect();
@@ -83,17 +98,42 @@ fn check_config(cli: &Cli) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config_file.as_deref())?;
-    let listener = server::bind(&listen_address(&cli.listen))
+    let web = match &cli.web_config_file {
+        Some(p) => WebConfig::load(p)?,
+        None => WebConfig::default(),
+    };
+    let listener = server::bind(&listen_address(&cli.listen), web.tls.is_some())
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     tracing::info!(config = %config.source, probes = config.probes.len(), "starting");
-    let app = App::start(&config);
-    let server = tokio::spawn(server::serve(listener, app.clone()));
+    let app = App::start(&config, cli.config_file.clone());
+    let srv = Arc::new(Server {
+        app: app.clone(),
+        auth: Authenticator::new(web.users),
+        tls: web.tls.map(TlsAcceptor::from),
+        allow_any_target: cli.allow_any_target,
+    });
+    let serving = tokio::spawn(server::serve(listener, srv));
+    let reloader = tokio::spawn(reload_on_hangup(app.clone()));
     shutdown_signal().await;
     tracing::info!("shutting down");
     app.shutdown();
-    server.abort();
+    serving.abort();
+    reloader.abort();
     Ok(())
+}
+
+/// SIGHUP reloads the configuration, as in every Prometheus component.
+async fn reload_on_hangup(app: Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; use POST /-/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        // The result is logged by reload itself.
+        let _ = app.reload();
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::failure::Reason;
 use crate::lock;
-use crate::outcome::{Failure, RunResult, Trace};
+use crate::outcome::{Failure, RunResult, Trace, TraceData};
 use crate::probe::Probe;
 use crate::store::ProbeState;
 
@@ -19,9 +19,9 @@ fn jittered(base: Duration, jitter: f64) -> Duration {
     base.mul_f64(f.max(0.0))
 }
 
-/// Runs the probe once within its deadline and folds the result into its state.
-pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
-    let timeout = probe.spec.timeout;
+/// Runs the probe once within `timeout`: the result, the trace, and how long it took. A run
+/// cut off by the deadline fails with the timeout reason of the phase it was in.
+pub async fn execute(probe: &Probe, timeout: Duration) -> (RunResult, TraceData, Duration) {
     let started = Instant::now();
     let deadline = started + timeout;
     let trace = Trace::default();
@@ -44,6 +44,12 @@ pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
             ))
         }
     };
+    (result, data, duration)
+}
+
+/// Runs the probe once within its deadline and folds the result into its state.
+pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
+    let (result, data, duration) = execute(probe, probe.spec.timeout).await;
     let message = result.failure.as_ref().map(|f| f.message.clone());
     let changed = lock(state).record(result, data, duration, SystemTime::now());
     if let Some(previous) = changed {

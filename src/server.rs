@@ -1,5 +1,6 @@
-//! The HTTP endpoints: `/metrics` (text format or OpenMetrics by negotiation), `/-/healthy`
-//! and `/-/ready`.
+//! The HTTP endpoints: `/metrics` (text format or OpenMetrics by negotiation), `/probe`,
+//! `/-/healthy`, `/-/ready`, `/-/reload`, the status page and its JSON, all behind the
+//! optional TLS and basic auth of `--web.config.file`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,18 +13,33 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::web::Authenticator;
+
+/// Everything a request handler needs.
+pub struct Server {
+    pub app: Arc<App>,
+    pub auth: Authenticator,
+    pub tls: Option<TlsAcceptor>,
+    /// Lifts the `/probe` target allowlist (`--probe.allow-any-target`).
+    pub allow_any_target: bool,
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
+    reply(status, "text/plain; charset=utf-8", body.to_string())
 }
 
 fn wants_openmetrics(req: &Request<Incoming>) -> bool {
@@ -35,24 +51,64 @@ fn wants_openmetrics(req: &Request<Incoming>) -> bool {
 }
 
 async fn handle(
-    app: Arc<App>,
+    server: Arc<Server>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !server.auth.allows(authorization) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"authwatch\""),
+        );
+        return Ok(r);
     }
-    let resp = match req.uri().path() {
-        "/metrics" => {
-            let (body, content_type) = app.render_metrics(wants_openmetrics(&req));
-            let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(content_type),
-            );
-            r
+    let app = &server.app;
+    let path = req.uri().path();
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    let resp = match (path, read) {
+        ("/-/reload", _) if req.method() == Method::POST || req.method() == Method::PUT => {
+            match app.reload() {
+                Ok(n) => text(
+                    StatusCode::OK,
+                    &format!("configuration reloaded: {n} probes\n"),
+                ),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("failed to reload config: {e}\n"),
+                ),
+            }
         }
-        "/-/healthy" => text(StatusCode::OK, "Healthy.\n"),
-        "/-/ready" => {
+        (_, false) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        ("/metrics", true) => {
+            let (body, content_type) = app.render_metrics(wants_openmetrics(&req));
+            reply(StatusCode::OK, content_type, body)
+        }
+        ("/probe", true) => {
+            let query = req.uri().query().unwrap_or("");
+            let timeout = req
+                .headers()
+                .get("X-Prometheus-Scrape-Timeout-Seconds")
+                .and_then(|v| v.to_str().ok());
+            let (status, ct, body) = crate::blackbox::probe(
+                app,
+                query,
+                timeout,
+                server.allow_any_target,
+                wants_openmetrics(&req),
+            )
+            .await;
+            reply(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                ct,
+                body,
+            )
+        }
+        ("/-/healthy", true) => text(StatusCode::OK, "Healthy.\n"),
+        ("/-/ready", true) => {
             if app.store.all_ran() {
                 text(StatusCode::OK, "Ready.\n")
             } else {
@@ -62,9 +118,13 @@ async fn handle(
                 )
             }
         }
-        "/" => text(
+        ("/api/v1/status", true) => {
+            reply(StatusCode::OK, "application/json", app.status().to_string())
+        }
+        ("/", true) => reply(
             StatusCode::OK,
-            "authwatch\n\n/metrics    Prometheus metrics\n/-/healthy  liveness\n/-/ready    readiness (every probe has run once)\n",
+            "text/html; charset=utf-8",
+            crate::status::html(&app.status()),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
@@ -72,15 +132,27 @@ async fn handle(
 }
 
 /// Binds the listener (so a bad address fails at start-up, before probing begins).
-pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+pub async fn bind(addr: &str, tls: bool) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
     let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(address = %local, "listening");
+    tracing::info!(address = %local, tls, "listening");
     Ok(listener)
 }
 
+async fn serve_connection<S>(stream: S, server: Arc<Server>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(server.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(Duration::from_secs(120), conn).await;
+}
+
 /// Serves connections until the task is dropped.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
+pub async fn serve(listener: TcpListener, server: Arc<Server>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
@@ -91,14 +163,23 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 continue;
             }
         };
-        let app = app.clone();
+        let server = server.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(app.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(120), conn).await;
+            match server.tls.clone() {
+                None => serve_connection(stream, server).await,
+                Some(acceptor) => {
+                    // A client that never finishes its handshake must not hold a task forever.
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => serve_connection(tls, server).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake with a client failed")
+                        }
+                        Err(_) => tracing::debug!("TLS handshake with a client timed out"),
+                    }
+                }
+            }
         });
     }
 }

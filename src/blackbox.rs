@@ -1,0 +1,422 @@
+//! `/probe?target=…&module=…`: blackbox_exporter's multi-target pattern with its metric names,
+//! so existing dashboards and alerts keep working, behind a target allowlist.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::failure::Kind;
+use crate::metrics::encode::{Encoder, Family, MetricType};
+use crate::outcome::{Details, Phase, RunResult, TraceData};
+use crate::probe::Probe;
+use crate::scheduler;
+
+/// Taken off Prometheus's scrape timeout so the answer arrives before Prometheus gives up,
+/// as blackbox_exporter does.
+const TIMEOUT_OFFSET: f64 = 0.5;
+
+macro_rules! bb {
+    ($id:ident, $name:literal, $help:literal) => {
+        const $id: Family = Family {
+            name: $name,
+            help: $help,
+            ty: MetricType::Gauge,
+        };
+    };
+}
+
+bb!(
+    SUCCESS,
+    "probe_success",
+    "Displays whether or not the probe was a success"
+);
+bb!(
+    DURATION,
+    "probe_duration_seconds",
+    "Returns how long the probe took to complete in seconds"
+);
+bb!(
+    HTTP_PHASES,
+    "probe_http_duration_seconds",
+    "Duration of http request by phase, summed over all redirects"
+);
+bb!(
+    HTTP_STATUS,
+    "probe_http_status_code",
+    "Response HTTP status code"
+);
+bb!(
+    HTTP_LENGTH,
+    "probe_http_content_length",
+    "Length of http content response"
+);
+bb!(
+    HTTP_SSL,
+    "probe_http_ssl",
+    "Indicates if SSL was used for the final redirect"
+);
+bb!(
+    IP_PROTOCOL,
+    "probe_ip_protocol",
+    "Specifies whether probe ip protocol is IP4 or IP6"
+);
+bb!(
+    DNS_LOOKUP,
+    "probe_dns_lookup_time_seconds",
+    "Returns the time taken for probe dns lookup in seconds"
+);
+bb!(
+    DNS_ANSWERS,
+    "probe_dns_answer_rrs",
+    "Returns number of entries in the answer resource record list"
+);
+bb!(
+    SSL_EARLIEST,
+    "probe_ssl_earliest_cert_expiry",
+    "Returns last SSL chain expiry in unixtime"
+);
+bb!(
+    SSL_LEAF,
+    "probe_ssl_last_chain_expiry_timestamp_seconds",
+    "Returns last SSL chain expiry in timestamp"
+);
+bb!(
+    TLS_VERSION,
+    "probe_tls_version_info",
+    "Returns the TLS version used or NaN when unknown"
+);
+bb!(
+    FAILURE,
+    "authwatch_probe_failure",
+    "One-hot over the kind's failure reasons (authwatch's classification of this probe)."
+);
+bb!(
+    JWKS_KEYS,
+    "authwatch_jwks_keys",
+    "Keys in the fetched JWKS."
+);
+bb!(
+    CLOCK,
+    "authwatch_clock_offset_seconds",
+    "Local clock minus the server's Date header (negative: the local clock is behind)."
+);
+
+/// What `/probe` answers: status, content type, body.
+pub type Answer = (u16, &'static str, String);
+
+fn text(status: u16, body: impl Into<String>) -> Answer {
+    (status, "text/plain; charset=utf-8", body.into())
+}
+
+/// Decodes one `application/x-www-form-urlencoded` value.
+pub fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of `key` in a query string.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (url_decode(k) == key).then(|| url_decode(v))
+    })
+}
+
+fn unix(t: i64) -> f64 {
+    t as f64
+}
+
+fn render(
+    kind: Kind,
+    result: &RunResult,
+    trace: &TraceData,
+    took: Duration,
+    openmetrics: bool,
+) -> String {
+    let mut e = Encoder::new(openmetrics);
+    let one = |e: &mut Encoder, f: &Family, labels: &[(&str, &str)], v: f64| {
+        e.header(f);
+        e.sample(f, labels, v);
+    };
+    let failure = result.failure.as_ref().map(|f| f.reason);
+    if kind == Kind::Dns {
+        let lookups = match &result.details {
+            Details::Dns(l) => l.as_slice(),
+            _ => &[],
+        };
+        one(
+            &mut e,
+            &DNS_LOOKUP,
+            &[],
+            trace.phases[Phase::Resolve as usize]
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        one(
+            &mut e,
+            &DNS_ANSWERS,
+            &[],
+            lookups.iter().map(|l| l.answers).sum::<usize>() as f64,
+        );
+    } else {
+        e.header(&HTTP_PHASES);
+        for p in Phase::ALL {
+            let v = trace.phases[p as usize]
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            e.sample(&HTTP_PHASES, &[("phase", p.as_label())], v);
+        }
+        one(
+            &mut e,
+            &DNS_LOOKUP,
+            &[],
+            trace.phases[Phase::Resolve as usize]
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        one(
+            &mut e,
+            &HTTP_STATUS,
+            &[],
+            trace.status_code.map(f64::from).unwrap_or(0.0),
+        );
+        one(
+            &mut e,
+            &HTTP_LENGTH,
+            &[],
+            trace.body_bytes.map(|b| b as f64).unwrap_or(-1.0),
+        );
+        one(
+            &mut e,
+            &HTTP_SSL,
+            &[],
+            f64::from(u8::from(trace.tls.is_some())),
+        );
+        one(
+            &mut e,
+            &IP_PROTOCOL,
+            &[],
+            trace.ip_protocol.map(f64::from).unwrap_or(0.0),
+        );
+        if let Some(tls) = &trace.tls {
+            if let Some(t) = tls.earliest_not_after {
+                one(&mut e, &SSL_EARLIEST, &[], unix(t));
+            }
+            if let Some(t) = tls.leaf_not_after {
+                one(&mut e, &SSL_LEAF, &[], unix(t));
+            }
+            if let Some(v) = &tls.version {
+                one(&mut e, &TLS_VERSION, &[("version", v.as_str())], 1.0);
+            }
+        }
+        if let Some(o) = trace.clock_offset {
+            one(&mut e, &CLOCK, &[], o);
+        }
+        if let Details::Jwks(j) = &result.details {
+            one(&mut e, &JWKS_KEYS, &[], j.keys.len() as f64);
+        }
+    }
+    e.header(&FAILURE);
+    for r in kind.reasons() {
+        e.sample(
+            &FAILURE,
+            &[("reason", r.as_label())],
+            f64::from(u8::from(failure == Some(r))),
+        );
+    }
+    one(&mut e, &DURATION, &[], took.as_secs_f64());
+    one(
+        &mut e,
+        &SUCCESS,
+        &[],
+        f64::from(u8::from(failure.is_none())),
+    );
+    e.finish()
+}
+
+fn debug_log(
+    target: &str,
+    module: &str,
+    timeout: Duration,
+    result: &RunResult,
+    trace: &TraceData,
+    took: Duration,
+) -> String {
+    let mut log = String::new();
+    let _ = writeln!(
+        log,
+        "level=info msg=\"Beginning probe\" target={target:?} module={module:?} timeout_seconds={}",
+        timeout.as_secs_f64()
+    );
+    for p in Phase::ALL {
+        if let Some(d) = trace.phases[p as usize] {
+            let _ = writeln!(
+                log,
+                "level=info msg=\"Phase finished\" phase={} duration_seconds={}",
+                p.as_label(),
+                d.as_secs_f64()
+            );
+        }
+    }
+    if let Some(ip) = trace.ip_protocol {
+        let _ = writeln!(log, "level=info msg=\"Connected\" ip_protocol={ip}");
+    }
+    if let Some(tls) = &trace.tls {
+        let _ = writeln!(
+            log,
+            "level=info msg=\"TLS\" version={:?} verified={} chain_length={}",
+            tls.version.as_deref().unwrap_or("?"),
+            tls.verified,
+            tls.chain_len
+        );
+    }
+    if let Some(s) = trace.status_code {
+        let _ = writeln!(
+            log,
+            "level=info msg=\"Received HTTP response\" status_code={s}"
+        );
+    }
+    match &result.failure {
+        Some(f) => {
+            let _ = writeln!(
+                log,
+                "level=error msg={:?} reason={}",
+                f.message,
+                f.reason.as_label()
+            );
+            let _ = writeln!(
+                log,
+                "level=error msg=\"Probe failed\" duration_seconds={}",
+                took.as_secs_f64()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                log,
+                "level=info msg=\"Probe succeeded\" duration_seconds={}",
+                took.as_secs_f64()
+            );
+        }
+    }
+    log
+}
+
+/// Serves one `/probe` request. `allow_any` lifts the target allowlist.
+pub async fn probe(
+    app: &App,
+    query: &str,
+    scrape_timeout: Option<&str>,
+    allow_any: bool,
+    openmetrics: bool,
+) -> Answer {
+    let Some(config) = app.config() else {
+        return text(503, "no configuration loaded\n");
+    };
+    let Some(target) = query_param(query, "target").filter(|t| !t.is_empty()) else {
+        return text(400, "Target parameter is missing\n");
+    };
+    let module = query_param(query, "module").unwrap_or_else(|| "https_2xx".into());
+    let debug = query_param(query, "debug").is_some_and(|v| v == "true");
+    let spec = match config.module_probe(&module, &target) {
+        Ok(s) => s,
+        Err(e) => return text(400, format!("{e}\n")),
+    };
+    let host = spec_target_host(&spec);
+    if !allow_any && !config.target_allowed(&host) {
+        return text(
+            403,
+            format!(
+                "target host {host:?} is not in probe_allowlist (an open prober is an SSRF hole; see --probe.allow-any-target)\n"
+            ),
+        );
+    }
+    let mut timeout = spec.timeout;
+    if let Some(secs) = scrape_timeout
+        .and_then(|h| h.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+    {
+        let budget = if secs > TIMEOUT_OFFSET {
+            secs - TIMEOUT_OFFSET
+        } else {
+            secs
+        };
+        timeout = timeout.min(Duration::from_secs_f64(budget));
+    }
+    let kind = spec.kind();
+    let Some(shared) = app.shared() else {
+        return text(503, "no configuration loaded\n");
+    };
+    let probe = Probe::new(spec, &shared);
+    let (result, trace, took) = scheduler::execute(&probe, timeout).await;
+    let metrics = render(kind, &result, &trace, took, openmetrics && !debug);
+    if debug {
+        let log = debug_log(&target, &module, timeout, &result, &trace, took);
+        return text(
+            200,
+            format!(
+                "Logs for the probe:\n{log}\n\n\nMetrics that would have been returned:\n{metrics}"
+            ),
+        );
+    }
+    let ct = if openmetrics {
+        crate::metrics::encode::CONTENT_TYPE_OPENMETRICS
+    } else {
+        crate::metrics::encode::CONTENT_TYPE_TEXT
+    };
+    (200, ct, metrics)
+}
+
+fn spec_target_host(spec: &crate::config::ProbeSpec) -> String {
+    use crate::config::{JwksSource, ProbeSettings};
+    match &spec.settings {
+        ProbeSettings::Https(h) => h.target.host.clone(),
+        ProbeSettings::ApiHealth(a) => a.target.host.clone(),
+        ProbeSettings::Clock(c) => c.target.host.clone(),
+        ProbeSettings::Jwks(j) => match &j.source {
+            JwksSource::Url(t) | JwksSource::Oidc(t) | JwksSource::Backend(t, _) => t.host.clone(),
+        },
+        ProbeSettings::Auth(a) => a.target.host.clone(),
+        ProbeSettings::Dns(d) => d.names.first().cloned().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = "target=https%3A%2F%2Fclerk.com%2Fv1%3Fa%3Db&module=https_2xx&debug=true";
+        assert_eq!(
+            query_param(q, "target").as_deref(),
+            Some("https://clerk.com/v1?a=b")
+        );
+        assert_eq!(query_param(q, "module").as_deref(), Some("https_2xx"));
+        assert_eq!(query_param(q, "nope"), None);
+        assert_eq!(url_decode("a+b%2"), "a b%2");
+        assert_eq!(url_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,281 @@
+//! `--web.config.file` in the Prometheus exporter-toolkit format: TLS for every endpoint and
+//! basic-auth users with bcrypt hashes, checked without timing leaks.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::config::{ConfigError, Text};
+use crate::lock;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<RawTls>,
+    basic_auth_users: Option<BTreeMap<String, Spanned<Text>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Spanned<Text>,
+    key_file: Spanned<Text>,
+    min_version: Option<Spanned<Text>>,
+}
+
+/// The validated web configuration.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub users: BTreeMap<String, String>,
+}
+
+fn err_at<T>(file: &str, s: &Spanned<T>, message: String) -> ConfigError {
+    ConfigError::At {
+        file: file.to_string(),
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+        message,
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+impl WebConfig {
+    /// Loads and validates the file; relative paths are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig {
+                tls_server_config: None,
+                basic_auth_users: None,
+            }
+        } else {
+            serde_saphyr::from_str(&text).map_err(|e| {
+                let message = e.without_snippet().to_string();
+                let message = match message.rfind(" at line ") {
+                    Some(i) => message[..i].to_string(),
+                    None => message,
+                };
+                match e.location() {
+                    Some(l) => ConfigError::At {
+                        file: file.clone(),
+                        line: l.line(),
+                        column: l.column(),
+                        message,
+                    },
+                    None => ConfigError::Whole {
+                        file: file.clone(),
+                        message,
+                    },
+                }
+            })?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tls = match raw.tls_server_config {
+            None => None,
+            Some(t) => {
+                let cert_path = resolve(base, &t.cert_file.value.0);
+                let key_path = resolve(base, &t.key_file.value.0);
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+                    .map_err(|e| {
+                        err_at(
+                            &file,
+                            &t.cert_file,
+                            format!("cert_file {}: {e}", cert_path.display()),
+                        )
+                    })?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        err_at(
+                            &file,
+                            &t.cert_file,
+                            format!("cert_file {}: {e}", cert_path.display()),
+                        )
+                    })?;
+                if certs.is_empty() {
+                    return Err(err_at(
+                        &file,
+                        &t.cert_file,
+                        format!("cert_file {} holds no certificate", cert_path.display()),
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+                    err_at(
+                        &file,
+                        &t.key_file,
+                        format!("key_file {}: {e}", key_path.display()),
+                    )
+                })?;
+                let versions: &[&rustls::SupportedProtocolVersion] =
+                    match t.min_version.as_ref().map(|v| v.value.0.as_str()) {
+                        None | Some("TLS12") => &[&rustls::version::TLS13, &rustls::version::TLS12],
+                        Some("TLS13") => &[&rustls::version::TLS13],
+                        Some(other) => {
+                            let v = t.min_version.as_ref().map(|v| {
+                                err_at(
+                                    &file,
+                                    v,
+                                    format!(
+                                        "unsupported min_version {other:?}: use TLS12 or TLS13"
+                                    ),
+                                )
+                            });
+                            return Err(v.unwrap_or(ConfigError::Whole {
+                                file,
+                                message: "bad min_version".into(),
+                            }));
+                        }
+                    };
+                let config =
+                    rustls::ServerConfig::builder_with_provider(crate::net::tls::provider())
+                        .with_protocol_versions(versions)
+                        .map_err(|e| err_at(&file, &t.cert_file, format!("TLS: {e}")))?
+                        .with_no_client_auth()
+                        .with_single_cert(certs, key)
+                        .map_err(|e| {
+                            err_at(
+                                &file,
+                                &t.key_file,
+                                format!("certificate and key do not fit: {e}"),
+                            )
+                        })?;
+                Some(Arc::new(config))
+            }
+        };
+        let mut users = BTreeMap::new();
+        for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
+            let h = hash.value.0.trim().to_string();
+            if h.parse::<bcrypt::HashParts>().is_err() {
+                return Err(err_at(
+                    &file,
+                    &hash,
+                    format!("basic_auth_users.{user}: not a bcrypt hash"),
+                ));
+            }
+            users.insert(user, h);
+        }
+        Ok(WebConfig { tls, users })
+    }
+}
+
+/// Checks `Authorization: Basic` headers. Verified credentials are remembered as a SHA-256
+/// of user, password and hash, so a scraper does not pay bcrypt's cost on every scrape.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    users: BTreeMap<String, String>,
+    /// A hash of a password nobody knows, at the users' cost: unknown users are checked
+    /// against it so that a wrong user name takes as long as a wrong password.
+    dummy: String,
+    verified: Mutex<HashSet<Vec<u8>>>,
+}
+
+impl Authenticator {
+    pub fn new(users: BTreeMap<String, String>) -> Self {
+        let cost = users
+            .values()
+            .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
+            .map(|p| p.get_cost())
+            .max()
+            .unwrap_or(bcrypt::DEFAULT_COST);
+        let nonce: String = (0..24).map(|_| fastrand::alphanumeric()).collect();
+        let dummy = if users.is_empty() {
+            String::new()
+        } else {
+            bcrypt::hash(nonce, cost).unwrap_or_default()
+        };
+        Authenticator {
+            users,
+            dummy,
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Whether the header value grants access.
+    pub fn allows(&self, header: Option<&str>) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let Ok(pair) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, password)) = pair.split_once(':') else {
+            return false;
+        };
+        let (known, hash) = match self.users.get(user) {
+            Some(h) => (true, h.as_str()),
+            None => (false, self.dummy.as_str()),
+        };
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        for part in [
+            user.as_bytes(),
+            b"\0",
+            password.as_bytes(),
+            b"\0",
+            hash.as_bytes(),
+        ] {
+            ctx.update(part);
+        }
+        let key = ctx.finish().as_ref().to_vec();
+        if known && lock(&self.verified).contains(&key) {
+            return true;
+        }
+        // bcrypt runs for unknown users too, so the time taken does not reveal user names.
+        let ok = bcrypt::verify(password, hash).unwrap_or(false) && known;
+        if ok {
+            let mut cache = lock(&self.verified);
+            if cache.len() > 1024 {
+                cache.clear();
+            }
+            cache.insert(key);
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let a = Authenticator::new(BTreeMap::from([("prom".to_string(), hash)]));
+        let h = |u: &str, p: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        };
+        assert!(a.allows(Some(&h("prom", "s3cret"))));
+        assert!(a.allows(Some(&h("prom", "s3cret"))), "cached");
+        assert!(!a.allows(Some(&h("prom", "wrong"))));
+        assert!(!a.allows(Some(&h("nobody", "s3cret"))));
+        assert!(!a.allows(None));
+        assert!(!a.allows(Some("Bearer x")));
+    }
+}
