@@ -643,3 +643,48 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
+
+/// Any request with extra headers, over plain TCP or (with `tls`: client config and server
+/// name) over TLS, read to EOF. For endpoints that need a method, credentials or headers.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    tls: Option<(Arc<ClientConfig>, &str)>,
+) -> io::Result<(u16, Headers, String)> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let fut = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let mut raw = Vec::new();
+        match tls {
+            None => {
+                let mut s = tcp;
+                s.write_all(req.as_bytes()).await?;
+                s.read_to_end(&mut raw).await?;
+            }
+            Some((config, name)) => {
+                let name = ServerName::try_from(name.to_string())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let mut s = TlsConnector::from(config).connect(name, tcp).await?;
+                s.write_all(req.as_bytes()).await?;
+                match s.read_to_end(&mut raw).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        parse_response(&raw)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response"))
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, fut)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request timed out"))?
+}

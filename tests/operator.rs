@@ -1,0 +1,328 @@
+//! The operator surface: live reload (a broken config is refused, unchanged probes keep their
+//! state, removed probes vanish), TLS and basic auth from `--web.config.file`, and the
+//! blackbox-compatible `/probe` with its allowlist, debug output and scrape timeout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::daemon::Daemon;
+use common::http::{ResponseSpec, TestServer, request};
+use common::jwks::{jwks, rsa_key};
+use common::prom::{expect_value, find, promtool_check, value};
+use common::tls::TestPki;
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_state_refuses_broken_config_and_drops_removed_probes() {
+    let doc = jwks([rsa_key(2048).jwk("ins_reload")]).to_string();
+    let server = TestServer::start(move |req| match req.path_only() {
+        "/jwks" => ResponseSpec::json(200, doc.clone()),
+        _ => ResponseSpec::json(200, "{}"),
+    })
+    .await;
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let config = |extra: &str| {
+        format!(
+            "global: {{interval: 300ms, timeout: 1s}}\nprobes:\n  - name: keep\n    https: {{url: \"{base}/a\"}}\n  - name: keys\n    jwks: {{url: \"{base}/jwks\"}}\n{extra}"
+        )
+    };
+    let d = Daemon::start(
+        &config(&format!(
+            "  - name: drop-me\n    https: {{url: \"{base}/b\"}}\n"
+        )),
+        &[],
+    )
+    .await;
+    let text = d
+        .wait_for(
+            |t| {
+                value(t, "authwatch_probe_runs_total", &[("probe", "keep")])
+                    .is_some_and(|v| v >= 3.0)
+                    && value(t, "authwatch_jwks_keys", &[("probe", "keys")]).is_some()
+                    && value(t, "authwatch_probe_success", &[("probe", "drop-me")]).is_some()
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    let runs_before = expect_value(&text, "authwatch_probe_runs_total", &[("probe", "keep")]);
+    let first_seen = expect_value(
+        &text,
+        "authwatch_jwks_last_change_timestamp_seconds",
+        &[("probe", "keys")],
+    );
+
+    // A broken config, by SIGHUP: refused, logged with its location, the old config runs on.
+    d.rewrite_config("global: {interval: 300ms}\nprobes:\n  - name: keep\n    bogus: true\n");
+    d.signal("HUP");
+    d.wait_for_log(
+        |l| l.contains("configuration reload failed"),
+        Duration::from_secs(5),
+    )
+    .await;
+    let text = d
+        .wait_for(
+            |t| value(t, "authwatch_config_last_reload_successful", &[]) == Some(0.0),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(value(&text, "authwatch_probe_success", &[("probe", "drop-me")]).is_some());
+    // And by POST /-/reload: 500 with the reason.
+    let (status, _, body) = request(d.addr(), "POST", "/-/reload", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("authwatch.yml:4:5: unknown field `bogus`"),
+        "{body}"
+    );
+
+    // A good config: drop-me removed, a new probe added, the others unchanged.
+    d.rewrite_config(&config(&format!(
+        "  - name: added\n    https: {{url: \"{base}/c\"}}\n"
+    )));
+    let (status, _, body) = request(d.addr(), "POST", "/-/reload", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let text = d
+        .wait_for(
+            |t| value(t, "authwatch_probe_success", &[("probe", "added")]).is_some(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        expect_value(&text, "authwatch_config_last_reload_successful", &[]),
+        1.0
+    );
+    assert!(
+        find(&text, "authwatch_probe_success", &[("probe", "drop-me")]).is_empty(),
+        "removed probe still exported"
+    );
+    assert!(find(&text, "authwatch_probe_runs_total", &[("probe", "drop-me")]).is_empty());
+    assert!(
+        expect_value(&text, "authwatch_probe_runs_total", &[("probe", "keep")]) >= runs_before,
+        "state of an unchanged probe was lost"
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_jwks_last_change_timestamp_seconds",
+            &[("probe", "keys")]
+        ),
+        first_seen,
+        "JWKS history of an unchanged probe was lost"
+    );
+    assert!(d.logs().contains("configuration reloaded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_config_tls_and_basic_auth() {
+    let pki = TestPki::new();
+    let leaf = pki.good(&["localhost", "127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf.write_pem_files(dir.path(), "web");
+    let hash = bcrypt::hash("scrape-canary-pw", 4).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: {hash}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with_args(
+        "global: {interval: 1s}\nprobes: []\n",
+        &[],
+        &["--web.config.file", web.to_str().unwrap()],
+    )
+    .await;
+    let tls = || Some((pki.client_config(), "localhost"));
+    for path in [
+        "/metrics",
+        "/",
+        "/api/v1/status",
+        "/-/healthy",
+        "/probe?target=clerk.com",
+    ] {
+        let (status, headers, _) = request(d.addr(), "GET", path, &[], tls()).await.unwrap();
+        assert_eq!(status, 401, "{path} without credentials");
+        assert_eq!(
+            common::http::header(&headers, "www-authenticate"),
+            Some("Basic realm=\"authwatch\"")
+        );
+    }
+    let wrong = basic("prometheus", "nope");
+    let (status, _, _) = request(
+        d.addr(),
+        "GET",
+        "/metrics",
+        &[("Authorization", &wrong)],
+        tls(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    let unknown = basic("mallory", "scrape-canary-pw");
+    let (status, _, _) = request(
+        d.addr(),
+        "GET",
+        "/metrics",
+        &[("Authorization", &unknown)],
+        tls(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    let good = basic("prometheus", "scrape-canary-pw");
+    let (status, _, body) = request(
+        d.addr(),
+        "GET",
+        "/metrics",
+        &[("Authorization", &good)],
+        tls(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("authwatch_build_info"));
+    // Plain HTTP to the TLS port gets nothing useful.
+    assert!(!matches!(
+        request(d.addr(), "GET", "/metrics", &[], None).await,
+        Ok((200, _, _))
+    ));
+    // A bad web config is refused with its location.
+    let bad = dir.path().join("bad-web.yml");
+    std::fs::write(&bad, "basic_auth_users:\n  u: notahash\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authwatch"))
+        .args(["check-config", "--web.config.file", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("bad-web.yml:2:6: basic_auth_users.u: not a bcrypt hash"),
+        "{err}"
+    );
+    assert!(!d.logs().contains("scrape-canary-pw"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_endpoint_is_blackbox_compatible_and_guarded() {
+    let pki = TestPki::new();
+    let leaf = pki.good(&["localhost"]);
+    let server =
+        TestServer::start_tls(&leaf, |_| ResponseSpec::text(200, "text/plain", "ok")).await;
+    let hang = TestServer::hang().await;
+    let yaml = format!(
+        r#"
+global: {{interval: 10s}}
+probe_allowlist: [localhost]
+modules:
+  https_2xx:
+    kind: https
+    timeout: 5s
+    connection: {{tls: {{ca_file: {ca}}}}}
+  plain:
+    kind: https
+probes: []
+"#,
+        ca = pki.ca_pem_path().display()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let target = format!("https://localhost:{}/", server.port());
+    let (status, headers, body) = d
+        .get(&format!("/probe?module=https_2xx&target={target}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        common::http::header(&headers, "content-type")
+            .unwrap_or("")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert_eq!(expect_value(&body, "probe_success", &[]), 1.0, "{body}");
+    assert_eq!(expect_value(&body, "probe_http_status_code", &[]), 200.0);
+    assert_eq!(
+        expect_value(&body, "probe_ssl_earliest_cert_expiry", &[]),
+        leaf.not_after as f64
+    );
+    assert!(expect_value(&body, "probe_http_duration_seconds", &[("phase", "tls")]) > 0.0);
+    assert_eq!(
+        expect_value(&body, "probe_tls_version_info", &[("version", "TLS 1.3")]),
+        1.0
+    );
+    assert_eq!(expect_value(&body, "probe_ip_protocol", &[]), 4.0);
+    let (out, ok) = promtool_check(&body);
+    assert!(ok && out.trim().is_empty(), "promtool: {out}");
+
+    // Outside the allowlist: refused before any connection is made.
+    let before = hang.connections();
+    let (status, _, body) = d
+        .get(&format!(
+            "/probe?module=plain&target=http://127.0.0.1:{}/",
+            hang.port()
+        ))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("probe_allowlist"));
+    assert_eq!(hang.connections(), before);
+    let (status, _, _) = d.get("/probe?module=nope&target=localhost").await;
+    assert_eq!(status, 400);
+    let (status, _, _) = d.get("/probe?module=plain").await;
+    assert_eq!(status, 400);
+
+    // debug=true returns the probe's log and the metrics as text.
+    let (status, _, body) = d
+        .get(&format!(
+            "/probe?module=https_2xx&target={target}&debug=true"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with("Logs for the probe:") && body.contains("Probe succeeded"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Metrics that would have been returned:") && body.contains("probe_success 1")
+    );
+
+    // The deadline follows Prometheus's scrape timeout minus an offset.
+    let d2 = Daemon::start_with_args(&yaml, &[], &["--probe.allow-any-target"]).await;
+    let started = Instant::now();
+    let path = format!(
+        "/probe?module=plain&target=http://127.0.0.1:{}/",
+        hang.port()
+    );
+    let (status, _, body) = request(
+        d2.addr(),
+        "GET",
+        &path,
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "1.5")],
+        None,
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(expect_value(&body, "probe_success", &[]), 0.0);
+    assert_eq!(
+        expect_value(&body, "authwatch_probe_failure", &[("reason", "timeout")]),
+        1.0,
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_millis(1400),
+        "probe ran past the scrape timeout: {took:?}"
+    );
+    let pd = expect_value(&body, "probe_duration_seconds", &[]);
+    assert!((0.9..1.3).contains(&pd), "probe_duration_seconds {pd}");
+}
