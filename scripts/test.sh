@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of authwatch. Installs what the tests need on a fresh Debian machine first
-# (promtool from the `prometheus` package, dnsmasq for DNS fixtures), then checks formatting
-# and lints and runs the Rust test suites.
+# (Prometheus and promtool, Chromium for the status page), then checks formatting and lints
+# and runs every test suite (the deployment validators run from tests/deploy_validate.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need_pkgs[*]}: run as root or install them (apt-get install ${need_pkgs[*]})" >&2
