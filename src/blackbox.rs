@@ -162,41 +162,22 @@ fn render(
         e.sample(f, labels, v);
     };
     let failure = result.failure.as_ref().map(|f| f.reason);
+    one(&mut e, &DNS_LOOKUP, &[], trace.phase_secs(Phase::Resolve));
     if kind == Kind::Dns {
-        let lookups = match &result.details {
-            Details::Dns(l) => l.as_slice(),
-            _ => &[],
+        let answers: usize = match &result.details {
+            Details::Dns(l) => l.iter().map(|l| l.answers).sum(),
+            _ => 0,
         };
-        one(
-            &mut e,
-            &DNS_LOOKUP,
-            &[],
-            trace.phases[Phase::Resolve as usize]
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-        );
-        one(
-            &mut e,
-            &DNS_ANSWERS,
-            &[],
-            lookups.iter().map(|l| l.answers).sum::<usize>() as f64,
-        );
+        one(&mut e, &DNS_ANSWERS, &[], answers as f64);
     } else {
         e.header(&HTTP_PHASES);
         for p in Phase::ALL {
-            let v = trace.phases[p as usize]
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            e.sample(&HTTP_PHASES, &[("phase", p.as_label())], v);
+            e.sample(
+                &HTTP_PHASES,
+                &[("phase", p.as_label())],
+                trace.phase_secs(p),
+            );
         }
-        one(
-            &mut e,
-            &DNS_LOOKUP,
-            &[],
-            trace.phases[Phase::Resolve as usize]
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-        );
         one(
             &mut e,
             &HTTP_STATUS,
@@ -272,7 +253,7 @@ fn debug_log(
         timeout.as_secs_f64()
     );
     for p in Phase::ALL {
-        if let Some(d) = trace.phases[p as usize] {
+        if let Some(d) = trace.phase(p) {
             let _ = writeln!(
                 log,
                 "level=info msg=\"Phase finished\" phase={} duration_seconds={}",

@@ -223,6 +223,10 @@ fn failure(p: &ProbeState) -> Option<Reason> {
     p.last.as_ref().and_then(|l| l.failure)
 }
 
+fn any_failed(probes: &[ProbeState], reason: Reason) -> bool {
+    probes.iter().any(|p| failure(p) == Some(reason))
+}
+
 fn secs_since(now: SystemTime, then: SystemTime) -> f64 {
     now.duration_since(then)
         .map(|d| d.as_secs_f64())
@@ -361,10 +365,7 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     }) {
         causes.insert(Cause::ProviderOutage);
     }
-    if probes
-        .iter()
-        .any(|p| failure(p) == Some(Reason::AuthSecretKeyInvalid))
-    {
+    if any_failed(probes, Reason::AuthSecretKeyInvalid) {
         causes.insert(Cause::SecretKeyInvalid);
     }
     let max_age = spec.jwks_max_age.as_secs_f64();
@@ -415,10 +416,7 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     if probes.iter().filter_map(auth).any(|d| d.fail_open) {
         causes.insert(Cause::AuthFailOpen);
     }
-    if probes
-        .iter()
-        .any(|p| failure(p) == Some(Reason::AuthValidTokenRejected))
-    {
+    if any_failed(probes, Reason::AuthValidTokenRejected) {
         causes.insert(Cause::AuthRejectsValidTokens);
     }
     let warn_before = spec.cert_expiry_warning.as_secs_f64();

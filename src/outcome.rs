@@ -65,6 +65,18 @@ pub struct TraceData {
     pub clock_offset: Option<f64>,
 }
 
+impl TraceData {
+    /// Time spent in `phase`, if the run entered it.
+    pub fn phase(&self, phase: Phase) -> Option<Duration> {
+        self.phases[phase.index()]
+    }
+
+    /// Seconds spent in `phase`; 0 when the run never entered it.
+    pub fn phase_secs(&self, phase: Phase) -> f64 {
+        self.phase(phase).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    }
+}
+
 /// Filled in by a running probe; read by the scheduler when the run ends or is cut off.
 #[derive(Debug, Default)]
 pub struct Trace {

@@ -49,7 +49,8 @@ fn probe_json(p: &ProbeState, now: SystemTime) -> Value {
     let phases: serde_json::Map<String, Value> = Phase::ALL
         .iter()
         .filter_map(|ph| {
-            l.trace.phases[*ph as usize]
+            l.trace
+                .phase(*ph)
                 .map(|d| (ph.as_label().to_string(), json!(d.as_secs_f64())))
         })
         .collect();

@@ -425,9 +425,7 @@ pub fn render(
                 if !is_http(p) && ph != Phase::Resolve {
                     continue;
                 }
-                let v = last.trace.phases[ph as usize]
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
+                let v = last.trace.phase_secs(ph);
                 e.sample(&PROBE_PHASE, &[a, b, ("phase", ph.as_label())], v);
             }
         }
