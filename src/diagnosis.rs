@@ -426,9 +426,8 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     if probes.iter().any(|p| {
-        p.last
+        p.last_tls
             .as_ref()
-            .and_then(|l| l.trace.tls.as_ref())
             .and_then(|t| t.earliest_not_after.or(t.leaf_not_after))
             .is_some_and(|na| (na as f64) - now < warn_before)
     }) {

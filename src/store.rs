@@ -77,6 +77,9 @@ pub struct ProbeState {
     pub last: Option<LastRun>,
     pub last_success: Option<SystemTime>,
     pub jwks: JwksHistory,
+    /// The chain seen by the last run that got one: a run failing before TLS says nothing
+    /// about the certificate, so its expiry stays known (and alerts on it do not flap).
+    pub last_tls: Option<crate::net::tls::TlsInfo>,
 }
 
 impl ProbeState {
@@ -100,6 +103,7 @@ impl ProbeState {
             last: None,
             last_success: None,
             jwks: JwksHistory::default(),
+            last_tls: None,
         }
     }
 
@@ -121,6 +125,9 @@ impl ProbeState {
             self.last_success = Some(now);
         }
         self.durations.observe(duration.as_secs_f64());
+        if trace.tls.is_some() {
+            self.last_tls = trace.tls.clone();
+        }
         if let (Details::Jwks(fetch), None) = (&result.details, failure) {
             let h = &mut self.jwks;
             if h.last_success.is_none() {
@@ -251,5 +258,90 @@ impl Store {
             Err(p) => p.into_inner(),
         };
         map.values().all(|s| lock(s).runs > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::net::tls::TlsInfo;
+    use crate::outcome::{Failure, JwkInfo, JwksFetch};
+
+    fn state(yaml: &str) -> ProbeState {
+        ProbeState::new(&Config::parse(yaml, "t", &|_| None).unwrap().probes[0])
+    }
+
+    fn key(kid: &str) -> JwkInfo {
+        JwkInfo {
+            kid: kid.into(),
+            kty: "RSA".into(),
+            alg: "RS256".into(),
+            use_: "sig".into(),
+            bits: 2048,
+            material: 1,
+            rsa: None,
+        }
+    }
+
+    #[test]
+    fn chain_expiry_survives_a_run_that_failed_before_tls() {
+        let mut p = state("probes: [{name: a, https: {url: \"https://x.test/\"}}]");
+        let tls = TlsInfo {
+            leaf_not_after: Some(42),
+            ..TlsInfo::default()
+        };
+        let with_tls = TraceData {
+            tls: Some(tls.clone()),
+            ..TraceData::default()
+        };
+        p.record(
+            RunResult::ok(Details::None),
+            with_tls,
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        let failed = RunResult::failed(Failure::new(Reason::DnsTimeout, "x"));
+        let changed = p.record(
+            failed,
+            TraceData::default(),
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        assert_eq!(p.last_tls, Some(tls));
+        assert_eq!(
+            changed,
+            Some(None),
+            "a change from healthy is reported once"
+        );
+        assert_eq!(p.failures.get(&Reason::DnsTimeout), Some(&1));
+    }
+
+    #[test]
+    fn jwks_rotation_is_counted_on_change_only() {
+        let mut p = state("probes: [{name: j, jwks: {url: \"https://x.test/jwks\"}}]");
+        let fetch = |kid: &str| {
+            RunResult::ok(Details::Jwks(JwksFetch {
+                keys: vec![key(kid)],
+                pinned_missing: None,
+            }))
+        };
+        for kid in ["a", "a", "b", "b"] {
+            p.record(
+                fetch(kid),
+                TraceData::default(),
+                Duration::ZERO,
+                SystemTime::now(),
+            );
+        }
+        assert_eq!(p.jwks.rotations, 1);
+        let failed = RunResult::failed(Failure::new(Reason::HttpStatus, "x"));
+        p.record(
+            failed,
+            TraceData::default(),
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        assert_eq!(p.jwks.keys, vec![key("b")], "the last good key set is kept");
     }
 }

@@ -124,7 +124,7 @@ family!(
     TLS_NOT_AFTER,
     "authwatch_tls_cert_not_after_timestamp_seconds",
     Gauge,
-    "notAfter of the server certificate (cert=\"leaf\") and the earliest in the presented chain (cert=\"earliest\"), even when verification failed."
+    "notAfter of the server certificate (cert=\"leaf\") and the earliest in the presented chain (cert=\"earliest\"), even when verification failed; from the last run that got a chain."
 );
 family!(
     TLS_VERIFIED,
@@ -503,7 +503,7 @@ pub fn render(
         }
     });
     per_probe(&mut e, &TLS_NOT_AFTER, probes, |e, p, [a, b]| {
-        if let Some(tls) = p.last.as_ref().and_then(|l| l.trace.tls.as_ref()) {
+        if let Some(tls) = &p.last_tls {
             if let Some(t) = tls.leaf_not_after {
                 e.sample(&TLS_NOT_AFTER, &[a, b, ("cert", "leaf")], t as f64);
             }
