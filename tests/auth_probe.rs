@@ -60,6 +60,10 @@ async fn auth_cases_fail_open_and_rejections() {
     let foreign = dir.path().join("foreign.jwt");
     let foreign_token = other.mint(600);
     std::fs::write(&foreign, &foreign_token).unwrap();
+    // A token handed over by a command, as a CI secret helper would.
+    let own = dir.path().join("own.jwt");
+    let own_token = clerk.mint(600);
+    std::fs::write(&own, &own_token).unwrap();
 
     let b = format!("http://127.0.0.1:{}", bapi.port());
     let a = format!("http://127.0.0.1:{}", api.port());
@@ -80,8 +84,9 @@ async fn auth_cases_fail_open_and_rejections() {
         yaml.push_str(&p);
     }
     yaml.push_str(&format!(
-        "  - name: auth-foreign\n    auth: {{url: \"{a}/good/camera/status\", token_source: file, token_file: {}}}\n  - name: auth-no-session\n    auth: {{url: \"{a}/good/camera/status\", token_source: backend, session_id: sess_gone, cases: [valid_token, no_token]}}\n",
-        foreign.display()
+        "  - name: auth-foreign\n    auth: {{url: \"{a}/good/camera/status\", token_source: file, token_file: {}}}\n  - name: auth-command\n    auth: {{url: \"{a}/good/camera/status\", token_source: command, token_command: [cat, {}], cases: [valid_token, no_token, forged_token]}}\n  - name: auth-no-session\n    auth: {{url: \"{a}/good/camera/status\", token_source: backend, session_id: sess_gone, cases: [valid_token, no_token]}}\n",
+        foreign.display(),
+        own.display()
     ));
     let d = Daemon::start(&yaml, &[]).await;
 
@@ -106,6 +111,7 @@ async fn auth_cases_fail_open_and_rejections() {
                         "auth-stall",
                         "auth-foreign",
                         "auth-no-session",
+                        "auth-command",
                     ]
                     .iter()
                     .all(|p| value(t, "authwatch_probe_success", &[("probe", p)]).is_some())
@@ -228,6 +234,23 @@ async fn auth_cases_fail_open_and_rejections() {
         reason_of(&text, "auth-no-session").as_deref(),
         Some("token_mint_failed")
     );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "auth-command")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_auth_token_verified",
+            &[("probe", "auth-command")]
+        ),
+        1.0
+    );
 
     for cause in [
         "auth_fail_open",
@@ -249,6 +272,7 @@ async fn auth_cases_fail_open_and_rejections() {
     let logs = d.logs();
     let mut tokens = minted.lock().unwrap().clone();
     tokens.push(foreign_token.clone());
+    tokens.push(own_token.clone());
     assert!(tokens.len() > 3);
     for t in tokens.iter().chain([&SECRET.to_string()]) {
         let sig = t.rsplit('.').next().unwrap();
