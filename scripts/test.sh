@@ -29,4 +29,5 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee target/test-output.log
+# Benchmarks are not tests: they run with `cargo bench` and print figures.
+cargo test --lib --bins --tests 2>&1 | tee target/test-output.log
