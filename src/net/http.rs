@@ -3,14 +3,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::{ConnSpec, ProxyChoice, ProxySpec, Target};
 use crate::failure::Reason;
 use crate::net::resolve::Resolver;
-use crate::net::tls::{self, RecordingVerifier, TrustCache, TrustStore};
+use crate::net::tls::{self, RecordingVerifier, TrustCache};
 use crate::outcome::{Failure, Phase, Trace};
 
 pub const USER_AGENT: &str = concat!("authwatch/", env!("CARGO_PKG_VERSION"));
@@ -50,14 +49,6 @@ impl Response {
     }
 }
 
-/// Verifiers built for one trust-store generation: against the system store and against the
-/// reference roots, each with the probe's extra CA.
-type Verifiers = (
-    Option<Arc<WebPkiServerVerifier>>,
-    Option<Arc<WebPkiServerVerifier>>,
-);
-type VerifierSlot = Option<(Arc<TrustStore>, Verifiers)>;
-
 /// An HTTP client bound to one probe's connection settings. It keeps no connections between
 /// runs: each run measures a full resolve, connect and handshake, as the API's first fetch would.
 #[derive(Debug)]
@@ -65,7 +56,6 @@ pub struct HttpClient {
     conn: ConnSpec,
     resolver: Resolver,
     trust: Arc<TrustCache>,
-    verifier: Mutex<VerifierSlot>,
 }
 
 fn io_reason(e: &io::Error) -> Reason {
@@ -94,25 +84,6 @@ impl HttpClient {
             conn,
             resolver,
             trust,
-            verifier: Mutex::new(None),
-        }
-    }
-
-    /// The verifier for the current trust store, rebuilt only when the store was re-read.
-    fn verifiers(&self) -> Verifiers {
-        let store = self.trust.get();
-        let mut slot = crate::lock(&self.verifier);
-        match &*slot {
-            Some((s, v)) if Arc::ptr_eq(s, &store) => v.clone(),
-            _ => {
-                let ca = self.conn.ca_file.as_deref();
-                let v = (
-                    tls::build_verifier(&store, ca),
-                    tls::build_verifier(&self.trust.reference, ca),
-                );
-                *slot = Some((store, v.clone()));
-                v
-            }
         }
     }
 
@@ -318,7 +289,7 @@ impl HttpClient {
                 .await;
         }
         trace.enter(Phase::Tls);
-        let (system, reference) = self.verifiers();
+        let (system, reference) = self.trust.verifiers(self.conn.ca_file.as_deref());
         let recorder = Arc::new(RecordingVerifier::new(system, reference));
         let config = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()

@@ -1,6 +1,8 @@
 //! TLS: the system trust store (whose emptiness is a failure mode to report), a verifier that
 //! records the presented chain and the verdict, and the mapping of TLS errors to reasons.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -25,6 +27,8 @@ pub struct TrustStore {
     pub roots: Arc<RootCertStore>,
     /// How many certificates the store held (0: the image lacks CA certificates).
     pub count: usize,
+    /// A hash of the certificates, to tell a re-read of the same store from a change.
+    fingerprint: u64,
 }
 
 fn load_pem_file(path: &Path) -> Vec<CertificateDer<'static>> {
@@ -49,9 +53,14 @@ impl TrustStore {
             None => rustls_native_certs::load_native_certs().certs,
         };
         let roots = roots_from(&certs);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for c in &certs {
+            c.as_ref().hash(&mut h);
+        }
         TrustStore {
             count: roots.len(),
             roots: Arc::new(roots),
+            fingerprint: h.finish(),
         }
     }
 }
@@ -63,6 +72,9 @@ impl TrustStore {
 pub struct TrustCache {
     file: Option<PathBuf>,
     state: Mutex<Cached>,
+    /// Verifiers per extra CA file, for the current store: probes with the same `ca_file`
+    /// share one, instead of each holding its own copy of every root.
+    verifiers: Mutex<VerifierCache>,
     /// The reference roots (the bundled Mozilla set unless configured), for telling "the image
     /// lacks CA certificates" from "someone intercepts TLS".
     pub reference: Arc<TrustStore>,
@@ -74,6 +86,16 @@ struct Cached {
     stamp: Option<(u64, SystemTime)>,
     store: Arc<TrustStore>,
 }
+
+/// The store the cached verifiers were built for, and the verifiers by extra CA file.
+type VerifierCache = (Option<Arc<TrustStore>>, HashMap<Option<PathBuf>, Verifiers>);
+
+/// A verifier against the system store and one against the reference roots, each with a
+/// probe's extra CA; `None` where no root at all is trusted.
+pub type Verifiers = (
+    Option<Arc<WebPkiServerVerifier>>,
+    Option<Arc<WebPkiServerVerifier>>,
+);
 
 const TRUST_REFRESH: Duration = Duration::from_secs(60);
 
@@ -93,6 +115,7 @@ impl TrustCache {
                 TrustStore {
                     count: roots.len(),
                     roots: Arc::new(roots),
+                    fingerprint: 0,
                 }
             }
         };
@@ -104,18 +127,40 @@ impl TrustCache {
             }),
             file,
             reference: Arc::new(reference),
+            verifiers: Mutex::new((None, HashMap::new())),
         }
+    }
+
+    /// The verifiers for the current store plus `extra_ca`, built once per store and CA file.
+    pub fn verifiers(&self, extra_ca: Option<&Path>) -> Verifiers {
+        let store = self.get();
+        let mut cache = crate::lock(&self.verifiers);
+        if !cache.0.as_ref().is_some_and(|s| Arc::ptr_eq(s, &store)) {
+            *cache = (Some(store.clone()), HashMap::new());
+        }
+        cache
+            .1
+            .entry(extra_ca.map(Path::to_path_buf))
+            .or_insert_with(|| {
+                (
+                    build_verifier(&store, extra_ca),
+                    build_verifier(&self.reference, extra_ca),
+                )
+            })
+            .clone()
     }
 
     pub fn get(&self) -> Arc<TrustStore> {
         let mut guard = crate::lock(&self.state);
         let now_stamp = stamp(self.file.as_deref());
         if guard.loaded_at.elapsed() >= TRUST_REFRESH || now_stamp != guard.stamp {
-            *guard = Cached {
-                loaded_at: Instant::now(),
-                stamp: now_stamp,
-                store: Arc::new(TrustStore::load(self.file.as_deref())),
-            };
+            let fresh = TrustStore::load(self.file.as_deref());
+            // An unchanged store keeps its identity, so verifiers built for it stay valid.
+            if fresh.fingerprint != guard.store.fingerprint {
+                guard.store = Arc::new(fresh);
+            }
+            guard.loaded_at = Instant::now();
+            guard.stamp = now_stamp;
         }
         guard.store.clone()
     }
