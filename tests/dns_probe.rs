@@ -216,7 +216,11 @@ probes:
     dns.set("good.test", Behavior::NxDomain);
     let text = d
         .wait_for(
-            |t| reason_is(t, "good-udp", "dns_nxdomain"),
+            // Each probe runs on its own schedule: wait for both to have asked again.
+            |t| {
+                reason_is(t, "good-udp", "dns_nxdomain")
+                    && reason_is(t, "good-system", "dns_nxdomain")
+            },
             Duration::from_secs(10),
         )
         .await;
