@@ -105,7 +105,13 @@ async fn auth_cases_fail_open_and_rejections() {
                         &[("probe", "auth-open"), ("case", "expired_token")],
                     )
                     .is_some()
-                    && value(t, "authwatch_diagnosis", &[("cause", "auth_fail_open")]) == Some(1.0)
+                    && [
+                        "auth_fail_open",
+                        "auth_rejects_valid_tokens",
+                        "jwks_key_mismatch",
+                    ]
+                    .iter()
+                    .all(|c| value(t, "authwatch_diagnosis", &[("cause", c)]) == Some(1.0))
                     && [
                         "auth-closed",
                         "auth-stall",
