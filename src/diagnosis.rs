@@ -379,17 +379,13 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     {
         causes.insert(Cause::JwksStale);
     }
-    let auth = |p: &ProbeState| match p.last.as_ref().map(|l| &l.details) {
-        Some(Details::Auth(d)) => Some(d.clone()),
-        _ => None,
-    };
     if probes
         .iter()
         .any(|p| p.jwks.pinned_missing.unwrap_or(0) > 0)
         || jwks_group_agreement(probes).values().any(|agree| !agree)
         || probes
             .iter()
-            .filter_map(auth)
+            .filter_map(ProbeState::auth_details)
             .any(|d| d.kid_known == Some(false))
     {
         causes.insert(Cause::JwksKeyMismatch);
@@ -413,7 +409,11 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     {
         causes.insert(Cause::ApiNetworkUnhealthy);
     }
-    if probes.iter().filter_map(auth).any(|d| d.fail_open) {
+    if probes
+        .iter()
+        .filter_map(ProbeState::auth_details)
+        .any(|d| d.fail_open)
+    {
         causes.insert(Cause::AuthFailOpen);
     }
     if any_failed(probes, Reason::AuthValidTokenRejected) {

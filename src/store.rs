@@ -83,6 +83,14 @@ pub struct ProbeState {
 }
 
 impl ProbeState {
+    /// What the latest run of an auth probe saw.
+    pub fn auth_details(&self) -> Option<&crate::outcome::AuthDetails> {
+        match self.last.as_ref().map(|l| &l.details) {
+            Some(Details::Auth(d)) => Some(d),
+            _ => None,
+        }
+    }
+
     pub fn new(spec: &ProbeSpec) -> Self {
         let (group, max_keys) = match &spec.settings {
             ProbeSettings::Jwks(j) => (j.group.clone(), j.max_keys),

@@ -644,10 +644,6 @@ pub fn render(
         }
     });
 
-    let auth_details = |p: &ProbeState| match p.last.as_ref().map(|l| &l.details) {
-        Some(Details::Auth(d)) => Some(d.clone()),
-        _ => None,
-    };
     type CaseGet = fn(&crate::outcome::CaseResult) -> f64;
     let case_families: [(&Family, CaseGet); 3] = [
         (&AUTH_CASE_SUCCESS, |c| f64::from(u8::from(c.passed))),
@@ -658,33 +654,33 @@ pub fn render(
     ];
     for (f, get) in case_families {
         per_probe(&mut e, f, probes, |e, p, [a, b]| {
-            for c in auth_details(p).iter().flat_map(|d| d.cases.iter()) {
+            for c in p.auth_details().iter().flat_map(|d| d.cases.iter()) {
                 e.sample(f, &[a, b, ("case", c.case.as_label())], get(c));
             }
         });
     }
     per_probe(&mut e, &AUTH_FAIL_OPEN, probes, |e, p, l| {
-        if let Some(d) = auth_details(p) {
+        if let Some(d) = p.auth_details() {
             e.sample(&AUTH_FAIL_OPEN, &l, f64::from(u8::from(d.fail_open)));
         }
     });
     per_probe(&mut e, &AUTH_MINT_SUCCESS, probes, |e, p, l| {
-        if let Some((ok, _)) = auth_details(p).and_then(|d| d.mint) {
+        if let Some((ok, _)) = p.auth_details().and_then(|d| d.mint) {
             e.sample(&AUTH_MINT_SUCCESS, &l, f64::from(u8::from(ok)));
         }
     });
     per_probe(&mut e, &AUTH_MINT_DURATION, probes, |e, p, l| {
-        if let Some((_, d)) = auth_details(p).and_then(|d| d.mint) {
+        if let Some((_, d)) = p.auth_details().and_then(|d| d.mint) {
             e.sample(&AUTH_MINT_DURATION, &l, d.as_secs_f64());
         }
     });
     per_probe(&mut e, &AUTH_TOKEN_VERIFIED, probes, |e, p, l| {
-        if let Some(v) = auth_details(p).and_then(|d| d.token_verified) {
+        if let Some(v) = p.auth_details().and_then(|d| d.token_verified) {
             e.sample(&AUTH_TOKEN_VERIFIED, &l, f64::from(u8::from(v)));
         }
     });
     per_probe(&mut e, &AUTH_KID_KNOWN, probes, |e, p, l| {
-        if let Some(v) = auth_details(p).and_then(|d| d.kid_known) {
+        if let Some(v) = p.auth_details().and_then(|d| d.kid_known) {
             e.sample(&AUTH_KID_KNOWN, &l, f64::from(u8::from(v)));
         }
     });

@@ -76,9 +76,7 @@ pub fn lookup_hosts(text: &str, host: &str) -> Vec<IpAddr> {
 
 /// The nameservers the system resolver would use right now.
 pub async fn system_servers(files: &SystemFiles) -> Vec<SocketAddr> {
-    let text = tokio::fs::read_to_string(&files.resolv_conf)
-        .await
-        .unwrap_or_default();
+    let text = read_small(&files.resolv_conf).await;
     parse_resolv_conf(&text, files.resolv_conf_port)
 }
 
@@ -201,11 +199,19 @@ impl Resolver {
     }
 }
 
+/// A system file read on a probe's hot path: one trip to the blocking pool, and a file over
+/// 1 MiB (no real resolv.conf or hosts file) reads as empty rather than filling memory.
 async fn read_small(path: &Path) -> String {
-    match tokio::fs::metadata(path).await {
-        Ok(m) if m.len() <= 1 << 20 => tokio::fs::read_to_string(path).await.unwrap_or_default(),
-        _ => String::new(),
-    }
+    const CAP: u64 = 1 << 20;
+    let path = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut text = String::new();
+        let file = std::fs::File::open(&path).ok()?;
+        file.take(CAP + 1).read_to_string(&mut text).ok()?;
+        (text.len() as u64 <= CAP).then_some(text)
+    });
+    read.await.ok().flatten().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -587,14 +587,29 @@ pub async fn https_get(
 
 /// Sends a GET on an already-connected stream (e.g. a proxy tunnel) and reads the response.
 pub async fn get_over<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
+    s: S,
     host: &str,
     path: &str,
     accept: Option<&str>,
 ) -> io::Result<(u16, Headers, String)> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if let Some(a) = accept {
-        req.push_str(&format!("Accept: {a}\r\n"));
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+    send_over(s, "GET", host, path, &headers).await
+}
+
+/// Sends one request with `Connection: close` on a connected stream and reads the response.
+pub async fn send_over<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<(u16, Headers, String)> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if method != "GET" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await?;
@@ -645,7 +660,7 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 }
 
 /// Any request with extra headers, over plain TCP or (with `tls`: client config and server
-/// name) over TLS, read to EOF. For endpoints that need a method, credentials or headers.
+/// name) over TLS. For endpoints that need a method, credentials or headers.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -653,36 +668,18 @@ pub async fn request(
     headers: &[(&str, &str)],
     tls: Option<(Arc<ClientConfig>, &str)>,
 ) -> io::Result<(u16, Headers, String)> {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
+    let host = addr.to_string();
     let fut = async {
         let tcp = TcpStream::connect(addr).await?;
-        let mut raw = Vec::new();
         match tls {
-            None => {
-                let mut s = tcp;
-                s.write_all(req.as_bytes()).await?;
-                s.read_to_end(&mut raw).await?;
-            }
+            None => send_over(tcp, method, &host, path, headers).await,
             Some((config, name)) => {
                 let name = ServerName::try_from(name.to_string())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let mut s = TlsConnector::from(config).connect(name, tcp).await?;
-                s.write_all(req.as_bytes()).await?;
-                match s.read_to_end(&mut raw).await {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-                    Err(e) => return Err(e),
-                }
+                let stream = TlsConnector::from(config).connect(name, tcp).await?;
+                send_over(stream, method, &host, path, headers).await
             }
         }
-        parse_response(&raw)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response"))
     };
     tokio::time::timeout(CLIENT_TIMEOUT, fut)
         .await
