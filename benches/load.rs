@@ -703,12 +703,12 @@ impl LabKit {
             g.trust_store_file.clone(),
             g.reference_trust_store_file.clone(),
         ));
-        let shared = authwatch::probe::Shared {
+        let deps = authwatch::probe::kind::Deps {
             files: files.clone(),
             trust: trust.clone(),
-            store: Arc::new(authwatch::store::Store::new()),
+            keys: Arc::new(authwatch::store::Store::new()),
         };
-        let probe = Arc::new(authwatch::probe::Probe::new(cfg.probes[0].clone(), &shared));
+        let probe = Arc::new(authwatch::probe::Probe::new(cfg.probes[0].clone(), &deps));
         let store = trust.get();
         let mut roots = RootCertStore::empty();
         roots.add(fx.pki.ca_der()).expect("test CA");
@@ -723,7 +723,7 @@ impl LabKit {
             shared: Arc::new(client_config(verifier)),
             probe,
             resolver: Resolver {
-                spec: authwatch::config::ResolverSpec::System,
+                spec: authwatch::net::resolve::ResolverSpec::System,
                 files,
             },
             mt,
@@ -792,7 +792,11 @@ async fn execute(probe: Arc<authwatch::probe::Probe>) -> io::Result<()> {
 async fn resolve(resolver: authwatch::net::resolve::Resolver) -> io::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     resolver
-        .resolve("localhost", authwatch::config::IpFamily::Dual, deadline)
+        .resolve(
+            "localhost",
+            authwatch::net::resolve::IpFamily::Dual,
+            deadline,
+        )
         .await
         .map_err(|e| io::Error::other(e.message))?;
     Ok(())
@@ -801,10 +805,10 @@ async fn resolve(resolver: authwatch::net::resolve::Resolver) -> io::Result<()> 
 /// Sizes of the futures behind one probe (created, never polled). A probe's task holds its
 /// whole `run_once` state machine from spawn to removal, so this is memory per configured probe.
 fn future_sizes(kit: &LabKit) -> Vec<(&'static str, usize)> {
-    use authwatch::config::ProbeSettings;
-    use authwatch::outcome::Trace;
+    use authwatch::net::trace::Trace;
+    use authwatch::probe::Spec;
     let spec = &kit.probe.spec;
-    let state = std::sync::Mutex::new(authwatch::store::ProbeState::new(spec));
+    let state = std::sync::Mutex::new(authwatch::probe::state::ProbeState::new(spec));
     let trace = Trace::default();
     let deadline = tokio::time::Instant::now();
     let mut out = vec![
@@ -813,11 +817,11 @@ fn future_sizes(kit: &LabKit) -> Vec<(&'static str, usize)> {
             std::mem::size_of_val(&authwatch::scheduler::run_once(&kit.probe, &state)),
         ),
         (
-            "Probe::run (the largest kind decides)",
+            "Probe::run (boxes the kind's future)",
             std::mem::size_of_val(&kit.probe.run(&trace, deadline)),
         ),
     ];
-    if let ProbeSettings::Https(h) = &spec.settings {
+    if let Spec::Https(h) = &spec.settings {
         let client = authwatch::net::http::HttpClient::new(
             spec.conn.clone(),
             kit.resolver.clone(),
@@ -834,10 +838,8 @@ fn future_sizes(kit: &LabKit) -> Vec<(&'static str, usize)> {
 
 /// The `run` future of each kind on its own (nothing is contacted: the futures are not polled).
 fn kind_future_sizes(kit: &LabKit) -> Vec<(&'static str, usize)> {
-    use authwatch::config::{Config, ProbeSettings};
-    use authwatch::net::http::HttpClient;
-    use authwatch::outcome::Trace;
-    use authwatch::probe::{api_health, auth, clock, dns, https, jwks};
+    use authwatch::config::Config;
+    use authwatch::net::trace::Trace;
     let yaml = "global: {interval: 1h}
 clerk: {secret_key: sk_test_bench, api_url: \"https://localhost:1\", auto_probes: false}
 probes:
@@ -857,60 +859,24 @@ probes:
     };
     let trace = Trace::default();
     let deadline = tokio::time::Instant::now();
-    let client = |spec: &authwatch::config::ProbeSpec| {
-        HttpClient::new(spec.conn.clone(), kit.resolver.clone(), kit.trust.clone())
+    let deps = authwatch::probe::kind::Deps {
+        files: kit.resolver.files.clone(),
+        trust: kit.trust.clone(),
+        keys: Arc::new(authwatch::store::Store::new()),
     };
-    let store = Arc::new(authwatch::store::Store::new());
     cfg.probes
         .iter()
-        .map(|spec| match &spec.settings {
-            ProbeSettings::Dns(d) => {
-                let p = dns::DnsProbe::new(d.clone(), kit.resolver.files.clone());
-                (
-                    "  dns probe run alone",
-                    std::mem::size_of_val(&p.run(&trace, deadline)),
-                )
-            }
-            ProbeSettings::Https(h) => {
-                let p = https::HttpsProbe::new(h.clone(), client(spec));
-                (
-                    "  https probe run alone",
-                    std::mem::size_of_val(&p.run(&trace, deadline)),
-                )
-            }
-            ProbeSettings::Jwks(j) => {
-                let p = jwks::JwksProbe::new(j.clone(), client(spec));
-                (
-                    "  jwks probe run alone",
-                    std::mem::size_of_val(&p.run(&trace, deadline)),
-                )
-            }
-            ProbeSettings::ApiHealth(a) => {
-                let p = api_health::ApiHealthProbe::new(a.clone(), client(spec));
-                (
-                    "  api_health probe run alone",
-                    std::mem::size_of_val(&p.run(&trace, deadline)),
-                )
-            }
-            ProbeSettings::Clock(c) => {
-                let p = clock::ClockProbe::new(c.clone(), client(spec));
-                (
-                    "  clock probe run alone",
-                    std::mem::size_of_val(&p.run(&trace, deadline)),
-                )
-            }
-            ProbeSettings::Auth(a) => {
-                let p = auth::AuthProbe::new(
-                    a.clone(),
-                    client(spec),
-                    Some(client(spec)),
-                    store.clone(),
-                );
-                (
-                    "  auth probe run alone",
-                    std::mem::size_of_val(&p.run(&trace, deadline)),
-                )
-            }
+        .map(|spec| {
+            let label: &'static str = match spec.kind().as_label() {
+                "dns" => "  dns probe run alone",
+                "https" => "  https probe run alone",
+                "jwks" => "  jwks probe run alone",
+                "api_health" => "  api_health probe run alone",
+                "clock" => "  clock probe run alone",
+                _ => "  auth probe run alone",
+            };
+            let p = authwatch::probe::Probe::new(spec.clone(), &deps);
+            (label, p.run_future_size(&trace, deadline))
         })
         .collect()
 }

@@ -8,13 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, DiagnosisSpec, ProbeSpec};
+use crate::config::Config;
+use crate::config::global::DiagnosisSpec;
 use crate::diagnosis::{self, Diagnosis};
 use crate::lock;
 use crate::metrics::{self, Globals};
 use crate::net::resolve::SystemFiles;
 use crate::net::tls::TrustCache;
-use crate::probe::{Probe, Shared};
+use crate::probe::kind::Deps;
+use crate::probe::{Probe, ProbeSpec};
 use crate::scheduler;
 use crate::store::Store;
 
@@ -110,7 +112,7 @@ impl App {
                 .and_then(|o| o.probes.iter().find(|p| p.name == spec.name))
                 .is_some_and(|p| p == spec)
         };
-        let shared = self.shared_for(config);
+        let deps = self.deps_for(config);
         let specs: Vec<_> = config
             .probes
             .iter()
@@ -126,7 +128,7 @@ impl App {
                     if let Some(t) = other {
                         t.abort();
                     }
-                    let probe = Arc::new(Probe::new(spec, &shared));
+                    let probe = Arc::new(Probe::new(spec, &deps));
                     scheduler::spawn(probe, state, config.global.jitter)
                 }
             };
@@ -168,7 +170,7 @@ impl App {
         if next.auth_healthy != current.auth_healthy {
             if next.auth_healthy {
                 tracing::info!("auth healthy");
-            } else if next.causes.is_empty() {
+            } else if next.unexplained() {
                 tracing::warn!("auth unhealthy, no known cause matches (see the failing probes)");
             } else {
                 tracing::warn!("auth unhealthy");
@@ -195,28 +197,28 @@ impl App {
         metrics::render(&probes, &globals, openmetrics, SystemTime::now())
     }
 
-    /// The status as JSON, for `/api/v1/status` and the status page.
-    pub fn status(&self) -> serde_json::Value {
+    /// The status, for `/api/v1/status` and the status page.
+    pub fn status(&self) -> crate::status::StatusView {
         let probes = self.store.snapshot();
         let diagnosis = lock(&self.diagnosis).clone();
-        crate::status::json(&probes, &diagnosis, SystemTime::now())
+        crate::status::StatusView::new(&probes, &diagnosis, SystemTime::now())
     }
 
     /// What a probe built now would share with the running ones.
-    pub fn shared(&self) -> Option<Shared> {
+    pub fn deps(&self) -> Option<Deps> {
         let running = lock(&self.running);
-        running.config.as_ref().map(|c| self.shared_for(c))
+        running.config.as_ref().map(|c| self.deps_for(c))
     }
 
-    fn shared_for(&self, config: &Config) -> Shared {
-        Shared {
+    fn deps_for(&self, config: &Config) -> Deps {
+        Deps {
             files: SystemFiles {
                 resolv_conf: config.global.resolv_conf.clone(),
                 resolv_conf_port: config.global.resolv_conf_port,
                 hosts_file: config.global.hosts_file.clone(),
             },
             trust: lock(&self.trust).clone(),
-            store: self.store.clone(),
+            keys: self.store.clone(),
         }
     }
 

@@ -5,101 +5,99 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::failure::Kind;
-use crate::metrics::encode::{Encoder, Family, MetricType};
-use crate::outcome::{Details, Phase, RunResult, TraceData};
-use crate::probe::Probe;
+use crate::encode::{self, Encoder, Family, family, flag};
+use crate::metrics::{CLOCK_OFFSET, PROBE_FAILURE};
+use crate::net::trace::{Phase, TraceData};
+use crate::probe::{KindId, Probe, RunResult, blackbox_details};
 use crate::scheduler;
 
 /// Taken off Prometheus's scrape timeout so the answer arrives before Prometheus gives up,
 /// as blackbox_exporter does.
 const TIMEOUT_OFFSET: f64 = 0.5;
 
-macro_rules! bb {
-    ($id:ident, $name:literal, $help:literal) => {
-        const $id: Family = Family {
-            name: $name,
-            help: $help,
-            ty: MetricType::Gauge,
-        };
-    };
-}
-
-bb!(
+family!(
     SUCCESS,
     "probe_success",
+    Gauge,
     "Displays whether or not the probe was a success"
 );
-bb!(
+family!(
     DURATION,
     "probe_duration_seconds",
+    Gauge,
     "Returns how long the probe took to complete in seconds"
 );
-bb!(
+family!(
     HTTP_PHASES,
     "probe_http_duration_seconds",
+    Gauge,
     "Duration of http request by phase, summed over all redirects"
 );
-bb!(
+family!(
     HTTP_STATUS,
     "probe_http_status_code",
+    Gauge,
     "Response HTTP status code"
 );
-bb!(
+family!(
     HTTP_LENGTH,
     "probe_http_content_length",
+    Gauge,
     "Length of http content response"
 );
-bb!(
+family!(
     HTTP_SSL,
     "probe_http_ssl",
+    Gauge,
     "Indicates if SSL was used for the final redirect"
 );
-bb!(
+family!(
     IP_PROTOCOL,
     "probe_ip_protocol",
+    Gauge,
     "Specifies whether probe ip protocol is IP4 or IP6"
 );
-bb!(
+family!(
     DNS_LOOKUP,
     "probe_dns_lookup_time_seconds",
+    Gauge,
     "Returns the time taken for probe dns lookup in seconds"
 );
-bb!(
-    DNS_ANSWERS,
-    "probe_dns_answer_rrs",
-    "Returns number of entries in the answer resource record list"
-);
-bb!(
+family!(
     SSL_EARLIEST,
     "probe_ssl_earliest_cert_expiry",
+    Gauge,
     "Returns last SSL chain expiry in unixtime"
 );
-bb!(
+family!(
     SSL_LEAF,
     "probe_ssl_last_chain_expiry_timestamp_seconds",
+    Gauge,
     "Returns last SSL chain expiry in timestamp"
 );
-bb!(
+family!(
     TLS_VERSION,
     "probe_tls_version_info",
+    Gauge,
     "Returns the TLS version used or NaN when unknown"
 );
-bb!(
-    FAILURE,
-    "authwatch_probe_failure",
-    "One-hot over the kind's failure reasons (authwatch's classification of this probe)."
-);
-bb!(
-    JWKS_KEYS,
-    "authwatch_jwks_keys",
-    "Keys in the fetched JWKS."
-);
-bb!(
-    CLOCK,
-    "authwatch_clock_offset_seconds",
-    "Local clock minus the server's Date header (negative: the local clock is behind)."
-);
+
+/// The families of a `/probe` answer (kinds add their own, e.g. `probe_dns_answer_rrs`).
+pub const FAMILIES: &[&Family] = &[
+    &SUCCESS,
+    &DURATION,
+    &HTTP_PHASES,
+    &HTTP_STATUS,
+    &HTTP_LENGTH,
+    &HTTP_SSL,
+    &IP_PROTOCOL,
+    &DNS_LOOKUP,
+    &SSL_EARLIEST,
+    &SSL_LEAF,
+    &TLS_VERSION,
+    &PROBE_FAILURE,
+    &CLOCK_OFFSET,
+];
 
 /// What `/probe` answers: status, content type, body.
 pub type Answer = (u16, &'static str, String);
@@ -145,12 +143,8 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
     })
 }
 
-fn unix(t: i64) -> f64 {
-    t as f64
-}
-
 fn render(
-    kind: Kind,
+    kind: KindId,
     result: &RunResult,
     trace: &TraceData,
     took: Duration,
@@ -163,13 +157,7 @@ fn render(
     };
     let failure = result.failure.as_ref().map(|f| f.reason);
     one(&mut e, &DNS_LOOKUP, &[], trace.phase_secs(Phase::Resolve));
-    if kind == Kind::Dns {
-        let answers: usize = match &result.details {
-            Details::Dns(l) => l.iter().map(|l| l.answers).sum(),
-            _ => 0,
-        };
-        one(&mut e, &DNS_ANSWERS, &[], answers as f64);
-    } else {
+    if kind.is_http() {
         e.header(&HTTP_PHASES);
         for p in Phase::ALL {
             e.sample(
@@ -190,12 +178,7 @@ fn render(
             &[],
             trace.body_bytes.map(|b| b as f64).unwrap_or(-1.0),
         );
-        one(
-            &mut e,
-            &HTTP_SSL,
-            &[],
-            f64::from(u8::from(trace.tls.is_some())),
-        );
+        one(&mut e, &HTTP_SSL, &[], flag(trace.tls.is_some()));
         one(
             &mut e,
             &IP_PROTOCOL,
@@ -204,37 +187,32 @@ fn render(
         );
         if let Some(tls) = &trace.tls {
             if let Some(t) = tls.earliest_not_after {
-                one(&mut e, &SSL_EARLIEST, &[], unix(t));
+                one(&mut e, &SSL_EARLIEST, &[], t as f64);
             }
             if let Some(t) = tls.leaf_not_after {
-                one(&mut e, &SSL_LEAF, &[], unix(t));
+                one(&mut e, &SSL_LEAF, &[], t as f64);
             }
             if let Some(v) = &tls.version {
                 one(&mut e, &TLS_VERSION, &[("version", v.as_str())], 1.0);
             }
         }
         if let Some(o) = trace.clock_offset {
-            one(&mut e, &CLOCK, &[], o);
-        }
-        if let Details::Jwks(j) = &result.details {
-            one(&mut e, &JWKS_KEYS, &[], j.keys.len() as f64);
+            one(&mut e, &CLOCK_OFFSET, &[], o);
         }
     }
-    e.header(&FAILURE);
+    if let Some(d) = &result.details {
+        blackbox_details(&mut e, d);
+    }
+    e.header(&PROBE_FAILURE);
     for r in kind.reasons() {
         e.sample(
-            &FAILURE,
+            &PROBE_FAILURE,
             &[("reason", r.as_label())],
-            f64::from(u8::from(failure == Some(r))),
+            flag(failure == Some(r)),
         );
     }
     one(&mut e, &DURATION, &[], took.as_secs_f64());
-    one(
-        &mut e,
-        &SUCCESS,
-        &[],
-        f64::from(u8::from(failure.is_none())),
-    );
+    one(&mut e, &SUCCESS, &[], flag(failure.is_none()));
     e.finish()
 }
 
@@ -325,7 +303,7 @@ pub async fn probe(
         Ok(s) => s,
         Err(e) => return text(400, format!("{e}\n")),
     };
-    let host = spec_target_host(&spec);
+    let host = spec.settings.host();
     if !allow_any && !config.target_allowed(&host) {
         return text(
             403,
@@ -347,10 +325,10 @@ pub async fn probe(
         timeout = timeout.min(Duration::from_secs_f64(budget));
     }
     let kind = spec.kind();
-    let Some(shared) = app.shared() else {
+    let Some(deps) = app.deps() else {
         return text(503, "no configuration loaded\n");
     };
-    let probe = Probe::new(spec, &shared);
+    let probe = Probe::new(spec, &deps);
     let (result, trace, took) = scheduler::execute(&probe, timeout).await;
     let metrics = render(kind, &result, &trace, took, openmetrics && !debug);
     if debug {
@@ -363,25 +341,11 @@ pub async fn probe(
         );
     }
     let ct = if openmetrics {
-        crate::metrics::encode::CONTENT_TYPE_OPENMETRICS
+        encode::CONTENT_TYPE_OPENMETRICS
     } else {
-        crate::metrics::encode::CONTENT_TYPE_TEXT
+        encode::CONTENT_TYPE_TEXT
     };
     (200, ct, metrics)
-}
-
-fn spec_target_host(spec: &crate::config::ProbeSpec) -> String {
-    use crate::config::{JwksSource, ProbeSettings};
-    match &spec.settings {
-        ProbeSettings::Https(h) => h.target.host.clone(),
-        ProbeSettings::ApiHealth(a) => a.target.host.clone(),
-        ProbeSettings::Clock(c) => c.target.host.clone(),
-        ProbeSettings::Jwks(j) => match &j.source {
-            JwksSource::Url(t) | JwksSource::Oidc(t) | JwksSource::Backend(t, _) => t.host.clone(),
-        },
-        ProbeSettings::Auth(a) => a.target.host.clone(),
-        ProbeSettings::Dns(d) => d.names.first().cloned().unwrap_or_default(),
-    }
 }
 
 #[cfg(test)]

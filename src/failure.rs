@@ -1,4 +1,5 @@
-//! The closed set of failure reasons a probe run can end with, and their metric labels.
+//! The closed set of failure reasons a probe run can end with, their metric labels, and the
+//! failure value (one reason plus text for logs) every layer returns.
 
 /// Why a probe run failed. Every failed run carries exactly one of these; the label is the
 /// only thing that reaches metrics, the error text goes to the log and status output.
@@ -40,7 +41,7 @@ pub enum Reason {
 }
 
 /// Reasons any probe that makes an HTTP request can end with: the first 21 of `ALL`.
-const HTTP_REASONS: &[Reason] = Reason::ALL.split_at(21).0;
+pub const HTTP_REASONS: &[Reason] = Reason::ALL.split_at(21).0;
 
 impl Reason {
     pub const ALL: &'static [Reason] = &[
@@ -123,78 +124,18 @@ impl Reason {
     }
 }
 
-/// The probe kinds, each with the reasons its runs can end with (the one-hot domain of
-/// `authwatch_probe_failure`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Dns,
-    Https,
-    Jwks,
-    ApiHealth,
-    Clock,
-    Auth,
+/// A failed run: one reason from the closed set, and text for the log and status page only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
 }
 
-impl Kind {
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Kind::Dns => "dns",
-            Kind::Https => "https",
-            Kind::Jwks => "jwks",
-            Kind::ApiHealth => "api_health",
-            Kind::Clock => "clock",
-            Kind::Auth => "auth",
-        }
-    }
-
-    /// Every reason a run of this kind can fail with, in a stable order.
-    pub fn reasons(self) -> Vec<Reason> {
-        match self {
-            Kind::Dns => vec![
-                Reason::DnsNxdomain,
-                Reason::DnsNodata,
-                Reason::DnsServfail,
-                Reason::DnsRefused,
-                Reason::DnsTimeout,
-                Reason::DnsError,
-                Reason::ConnectRefused,
-                Reason::NetworkUnreachable,
-                Reason::Timeout,
-            ],
-            Kind::Https => HTTP_REASONS.to_vec(),
-            Kind::Jwks => {
-                let mut r = HTTP_REASONS.to_vec();
-                r.extend([
-                    Reason::BodyInvalid,
-                    Reason::JwksNoKeys,
-                    Reason::JwksInvalidKey,
-                    Reason::JwksDuplicateKid,
-                    Reason::AuthSecretKeyInvalid,
-                ]);
-                r
-            }
-            Kind::ApiHealth => {
-                let mut r = HTTP_REASONS.to_vec();
-                r.extend([Reason::BodyInvalid, Reason::HealthCheckFailed]);
-                r
-            }
-            Kind::Clock => {
-                let mut r = HTTP_REASONS.to_vec();
-                r.push(Reason::ClockSkew);
-                r
-            }
-            Kind::Auth => {
-                let mut r = HTTP_REASONS.to_vec();
-                r.extend([
-                    Reason::TokenMintFailed,
-                    Reason::AuthSecretKeyInvalid,
-                    Reason::TokenInvalid,
-                    Reason::TokenKidUnknown,
-                    Reason::AuthValidTokenRejected,
-                    Reason::AuthAcceptsInvalidToken,
-                ]);
-                r
-            }
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
         }
     }
 }
@@ -219,20 +160,5 @@ mod tests {
     #[test]
     fn http_reasons_end_with_the_http_stage() {
         assert_eq!(HTTP_REASONS.last(), Some(&Reason::BodyTooLarge));
-    }
-
-    #[test]
-    fn every_kind_reason_is_known() {
-        for k in [
-            Kind::Dns,
-            Kind::Https,
-            Kind::Jwks,
-            Kind::ApiHealth,
-            Kind::Clock,
-        ] {
-            for r in k.reasons() {
-                assert!(Reason::ALL.contains(&r));
-            }
-        }
     }
 }

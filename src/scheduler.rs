@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::failure::Reason;
+use crate::failure::{Failure, Reason};
 use crate::lock;
-use crate::outcome::{Failure, RunResult, Trace, TraceData};
-use crate::probe::Probe;
-use crate::store::ProbeState;
+use crate::net::trace::{Trace, TraceData};
+use crate::probe::state::ProbeState;
+use crate::probe::{Probe, RunResult};
 
 /// `base` scaled by a random factor in [1 - jitter, 1 + jitter].
 fn jittered(base: Duration, jitter: f64) -> Duration {
@@ -61,7 +61,7 @@ pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
             None if first => "starting",
             None => "ok",
         };
-        match (lock(state).last.as_ref().and_then(|l| l.failure), message) {
+        match (lock(state).failure(), message) {
             (Some(reason), Some(error)) => tracing::warn!(
                 probe = %name, kind, reason = reason.as_label(), was, error = %error, "probe failing"
             ),

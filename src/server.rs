@@ -118,9 +118,11 @@ async fn handle(
                 )
             }
         }
-        ("/api/v1/status", true) => {
-            reply(StatusCode::OK, "application/json", app.status().to_string())
-        }
+        ("/api/v1/status", true) => reply(
+            StatusCode::OK,
+            "application/json",
+            app.status().json().to_string(),
+        ),
         ("/", true) => reply(
             StatusCode::OK,
             "text/html; charset=utf-8",

@@ -1,14 +1,16 @@
 //! The status page at `/` (server-rendered HTML, no external assets, refreshing itself) and
-//! the same facts as JSON at `/api/v1/status`.
+//! the same facts as JSON at `/api/v1/status`, both from one typed view of the state.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 
-use crate::diagnosis::{Cause, Diagnosis};
-use crate::outcome::{Details, Phase};
-use crate::store::ProbeState;
+use crate::diagnosis::{Cause, Diagnosis, worst_clock_offset};
+use crate::net::trace::Phase;
+use crate::probe::kind_status;
+use crate::probe::state::ProbeState;
 
 /// How often the page reloads itself, in seconds.
 const REFRESH_SECONDS: u32 = 15;
@@ -17,121 +19,146 @@ fn ts(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn secs_between(later: SystemTime, earlier: SystemTime) -> f64 {
-    later
-        .duration_since(earlier)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+/// The whole status.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub generated_at: String,
+    pub version: &'static str,
+    pub auth_healthy: bool,
+    /// Unhealthy with no known cause.
+    pub unexplained: bool,
+    pub causes: Vec<CauseView>,
+    /// The offset furthest from zero any probe measured.
+    pub clock_offset_seconds: Option<f64>,
+    pub probes: Vec<ProbeRow>,
 }
 
-fn probe_json(p: &ProbeState, now: SystemTime) -> Value {
-    let last = p.last.as_ref();
-    let state = match last {
-        None => "pending",
-        Some(l) if l.failure.is_none() => "ok",
-        Some(_) => "failing",
-    };
-    let mut v = json!({
-        "name": p.name,
-        "kind": p.kind.as_label(),
-        "role": p.role.as_label(),
-        "state": state,
-        "reason": last.and_then(|l| l.failure).map(|r| r.as_label()),
-        "error": last.filter(|l| l.failure.is_some()).map(|l| l.message.clone()),
-        "runs": p.runs,
-        "last_run": last.map(|l| ts(l.finished_at)),
-        "last_success": p.last_success.map(ts),
-        "duration_seconds": last.map(|l| l.duration.as_secs_f64()),
-    });
-    let Some(l) = last else {
-        return v;
-    };
-    let phases: serde_json::Map<String, Value> = Phase::ALL
-        .iter()
-        .filter_map(|ph| {
-            l.trace
-                .phase(*ph)
-                .map(|d| (ph.as_label().to_string(), json!(d.as_secs_f64())))
-        })
-        .collect();
-    v["phases"] = Value::Object(phases);
-    v["status_code"] = json!(l.trace.status_code);
-    v["clock_offset_seconds"] = json!(l.trace.clock_offset);
-    if let Some(tls) = &l.trace.tls {
-        v["tls"] = json!({
-            "version": tls.version,
-            "verified": tls.verified,
-            "leaf_not_after": tls.leaf_not_after,
-            "earliest_not_after": tls.earliest_not_after,
-        });
-    }
-    if p.jwks.last_success.is_some() || p.kind == crate::failure::Kind::Jwks {
-        let since = p.jwks.last_success.unwrap_or(p.created_at);
-        v["jwks"] = json!({
-            "kids": p.jwks.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>(),
-            "age_seconds": secs_between(now, since),
-            "last_success": p.jwks.last_success.map(ts),
-            "rotations": p.jwks.rotations,
-            "pinned_missing": p.jwks.pinned_missing,
-        });
-    }
-    match &l.details {
-        Details::Dns(lookups) => {
-            v["dns"] = lookups
-                .iter()
-                .map(|d| {
-                    json!({"resolver": d.resolver, "name": d.name, "type": d.rtype, "rcode": d.rcode,
-                           "answers": d.answers, "ok": d.failure.is_none()})
-                })
-                .collect();
-        }
-        Details::ApiHealth { checks, truncated } => {
-            v["checks"] = checks
-                .iter()
-                .map(|(n, ok)| json!({"name": n, "ok": ok}))
-                .collect();
-            v["checks_truncated"] = json!(truncated);
-        }
-        Details::Auth(a) => {
-            v["auth"] = json!({
-                "fail_open": a.fail_open,
-                "token_verified": a.token_verified,
-                "kid_known": a.kid_known,
-                "cases": a.cases.iter().map(|c| json!({"case": c.case.as_label(), "passed": c.passed,
-                    "status": c.status, "duration_seconds": c.duration.as_secs_f64()})).collect::<Vec<_>>(),
-            });
-        }
-        Details::Jwks(_) | Details::None => {}
-    }
-    v
+#[derive(Debug, Serialize)]
+pub struct CauseView {
+    pub cause: &'static str,
+    pub severity: &'static str,
+    pub summary: &'static str,
+    pub remediation: &'static str,
 }
 
-/// The status as JSON.
-pub fn json(probes: &[ProbeState], diagnosis: &Diagnosis, now: SystemTime) -> Value {
-    let offsets: Vec<f64> = probes
-        .iter()
-        .filter_map(|p| p.last.as_ref().and_then(|l| l.trace.clock_offset))
-        .collect();
-    let clock = offsets
-        .iter()
-        .copied()
-        .fold(None, |acc: Option<f64>, o| match acc {
-            Some(a) if a.abs() >= o.abs() => Some(a),
-            _ => Some(o),
-        });
-    json!({
-        "generated_at": ts(now),
-        "version": env!("CARGO_PKG_VERSION"),
-        "auth_healthy": diagnosis.auth_healthy,
-        "unexplained": !diagnosis.auth_healthy && diagnosis.causes.is_empty() && probes.iter().any(|p| p.last.is_some()),
-        "causes": diagnosis.causes.iter().map(|c| cause_json(*c)).collect::<Vec<_>>(),
-        "clock_offset_seconds": clock,
-        "probes": probes.iter().map(|p| probe_json(p, now)).collect::<Vec<_>>(),
-    })
+/// One probe.
+#[derive(Debug, Serialize)]
+pub struct ProbeRow {
+    pub name: String,
+    pub kind: &'static str,
+    pub role: &'static str,
+    /// `pending`, `ok` or `failing`.
+    pub state: &'static str,
+    pub reason: Option<&'static str>,
+    pub error: Option<String>,
+    pub runs: u64,
+    pub last_run: Option<String>,
+    pub last_success: Option<String>,
+    pub duration_seconds: Option<f64>,
+    #[serde(flatten)]
+    pub latest: Option<LatestRun>,
+    /// The kind's own keys (`dns`, `jwks`, `checks`, `auth`, …).
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+    /// The kind's one-line summary for the page.
+    #[serde(skip)]
+    pub note: Option<String>,
 }
 
-fn cause_json(c: Cause) -> Value {
-    json!({"cause": c.as_label(), "severity": c.severity(), "summary": c.summary(), "remediation": c.remediation()})
+/// What the latest run's trace showed.
+#[derive(Debug, Serialize)]
+pub struct LatestRun {
+    /// Seconds per phase entered, in phase order.
+    #[serde(serialize_with = "as_map")]
+    pub phases: Vec<(&'static str, f64)>,
+    pub status_code: Option<u16>,
+    pub clock_offset_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TlsView {
+    pub version: Option<String>,
+    pub verified: bool,
+    pub leaf_not_after: Option<i64>,
+    pub earliest_not_after: Option<i64>,
+}
+
+fn as_map<S: Serializer>(pairs: &[(&'static str, f64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (*k, *v)))
+}
+
+impl ProbeRow {
+    fn of(p: &ProbeState, now: SystemTime) -> ProbeRow {
+        let last = p.last.as_ref();
+        let state = match last {
+            None => "pending",
+            Some(l) if l.failure.is_none() => "ok",
+            Some(_) => "failing",
+        };
+        let kind = kind_status(p, now);
+        ProbeRow {
+            name: p.name().to_string(),
+            kind: p.kind().as_label(),
+            role: p.role().as_label(),
+            state,
+            reason: p.failure().map(|r| r.as_label()),
+            error: last
+                .filter(|l| l.failure.is_some())
+                .map(|l| l.message.clone()),
+            runs: p.runs,
+            last_run: last.map(|l| ts(l.finished_at)),
+            last_success: p.last_success.map(ts),
+            duration_seconds: last.map(|l| l.duration.as_secs_f64()),
+            latest: last.map(|l| LatestRun {
+                phases: Phase::ALL
+                    .iter()
+                    .filter_map(|ph| l.trace.phase(*ph).map(|d| (ph.as_label(), d.as_secs_f64())))
+                    .collect(),
+                status_code: l.trace.status_code,
+                clock_offset_seconds: l.trace.clock_offset,
+                tls: l.trace.tls.as_ref().map(|t| TlsView {
+                    version: t.version.clone(),
+                    verified: t.verified,
+                    leaf_not_after: t.leaf_not_after,
+                    earliest_not_after: t.earliest_not_after,
+                }),
+            }),
+            details: kind.json,
+            note: kind.note,
+        }
+    }
+}
+
+impl CauseView {
+    fn of(c: Cause) -> CauseView {
+        CauseView {
+            cause: c.as_label(),
+            severity: c.severity(),
+            summary: c.summary(),
+            remediation: c.remediation(),
+        }
+    }
+}
+
+impl StatusView {
+    pub fn new(probes: &[ProbeState], diagnosis: &Diagnosis, now: SystemTime) -> StatusView {
+        StatusView {
+            generated_at: ts(now),
+            version: env!("CARGO_PKG_VERSION"),
+            auth_healthy: diagnosis.auth_healthy,
+            unexplained: diagnosis.unexplained(),
+            causes: diagnosis.causes.iter().map(|c| CauseView::of(*c)).collect(),
+            clock_offset_seconds: worst_clock_offset(probes),
+            probes: probes.iter().map(|p| ProbeRow::of(p, now)).collect(),
+        }
+    }
+
+    /// The status as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -148,10 +175,6 @@ fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 fn fmt_secs(v: Option<f64>) -> String {
@@ -173,15 +196,13 @@ h2{font-size:16px;margin:0 0 8px}.cause{border-left:4px solid #b3261e;padding:6p
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:6px 4px;border-bottom:1px solid #e3e5ea;vertical-align:top}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:13px;color:#fff}
 .b-ok{background:#1f7a3f}.b-failing{background:#b3261e}.b-pending{background:#6b7280}
-.err{color:#6b7280;font-size:13px;word-break:break-word}code{font-size:13px}
+.err{color:#6b7280;font-size:13px;word-break:break-word}.note{font-size:13px;word-break:break-word}code{font-size:13px}
 @media (max-width:640px){.wide{display:none}td,th{padding:6px 2px}}
 ";
 
 /// The status page.
-pub fn html(status: &Value) -> String {
-    let healthy = status["auth_healthy"].as_bool().unwrap_or(false);
-    let unexplained = status["unexplained"].as_bool().unwrap_or(false);
-    let (class, title) = match (healthy, unexplained) {
+pub fn html(status: &StatusView) -> String {
+    let (class, title) = match (status.auth_healthy, status.unexplained) {
         (true, _) => ("ok", "Auth healthy"),
         (false, true) => ("unexplained", "Auth unhealthy: unexplained"),
         (false, false) => ("bad", "Auth unhealthy"),
@@ -192,83 +213,68 @@ pub fn html(status: &Value) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\"><title>authwatch: {title}</title><style>{STYLE}</style></head><body>\
 <header id=\"auth-status\" class=\"{class}\" data-healthy=\"{healthy}\"><h1>{title}</h1><p>authwatch {} · {} · refreshes every {REFRESH_SECONDS} s</p></header><main>",
-        esc(s(status, "version")),
-        esc(s(status, "generated_at")),
+        esc(status.version),
+        esc(&status.generated_at),
+        healthy = status.auth_healthy,
     );
-    let causes = status["causes"].as_array().cloned().unwrap_or_default();
+    causes_html(&mut h, status);
+    probes_html(&mut h, &status.probes);
+    h.push_str("<p><small><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/status\">/api/v1/status</a></small></p></main></body></html>\n");
+    h
+}
+
+fn causes_html(h: &mut String, status: &StatusView) {
     h.push_str("<section id=\"causes\"><h2>Diagnosis</h2>");
-    if causes.is_empty() {
-        h.push_str(if unexplained {
+    if status.causes.is_empty() {
+        h.push_str(if status.unexplained {
             "<p>Some auth-critical probe fails, but no known cause matches: see the failing probes below.</p>"
         } else {
             "<p>No active cause.</p>"
         });
     }
-    for c in &causes {
+    for c in &status.causes {
         let _ = write!(
             h,
             "<div class=\"cause {}\" data-cause=\"{}\"><b>{}</b>{}<br><small>Fix: {}</small></div>",
-            esc(s(c, "severity")),
-            esc(s(c, "cause")),
-            esc(s(c, "cause")),
-            esc(s(c, "summary")),
-            esc(s(c, "remediation")),
+            esc(c.severity),
+            esc(c.cause),
+            esc(c.cause),
+            esc(c.summary),
+            esc(c.remediation),
         );
     }
-    if let Some(o) = status["clock_offset_seconds"].as_f64() {
+    if let Some(o) = status.clock_offset_seconds {
         let _ = write!(
             h,
             "<p id=\"clock\">Clock offset: <b>{o:+.2} s</b> (local minus server; negative means this clock is behind)</p>"
         );
     }
-    h.push_str("</section><section><h2>Probes</h2><table id=\"probes\"><thead><tr><th>Probe</th><th>State</th><th>Reason</th><th class=\"wide\">Last success</th><th class=\"wide\">Phases</th></tr></thead><tbody>");
-    let probes = status["probes"].as_array().cloned().unwrap_or_default();
-    for p in &probes {
-        let state = s(p, "state");
-        let phases = p["phases"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k} {}", fmt_secs(v.as_f64())))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+    h.push_str("</section>");
+}
+
+fn probes_html(h: &mut String, probes: &[ProbeRow]) {
+    h.push_str("<section><h2>Probes</h2><table id=\"probes\"><thead><tr><th>Probe</th><th>State</th><th>Reason</th><th class=\"wide\">Last success</th><th class=\"wide\">Phases</th></tr></thead><tbody>");
+    for p in probes {
+        let phases = p
+            .latest
+            .iter()
+            .flat_map(|l| l.phases.iter())
+            .map(|(k, v)| format!("{k} {}", fmt_secs(Some(*v))))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = write!(
             h,
             "<tr data-probe=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{kind}</small></td><td><span class=\"badge b-{state}\">{state}</span></td>\
-<td><code>{reason}</code><div class=\"err\">{error}</div></td><td class=\"wide\">{last}</td><td class=\"wide\">{phases}</td></tr>",
-            name = esc(s(p, "name")),
-            kind = esc(s(p, "kind")),
-            state = esc(state),
-            reason = esc(s(p, "reason")),
-            error = esc(s(p, "error")),
-            last = esc(p["last_success"].as_str().unwrap_or("never")),
+<td><code>{reason}</code><div class=\"err\">{error}</div><div class=\"note\">{note}</div></td><td class=\"wide\">{last}</td><td class=\"wide\">{phases}</td></tr>",
+            name = esc(&p.name),
+            kind = esc(p.kind),
+            state = esc(p.state),
+            reason = esc(p.reason.unwrap_or("")),
+            error = esc(p.error.as_deref().unwrap_or("")),
+            note = esc(p.note.as_deref().unwrap_or("")),
+            last = esc(p.last_success.as_deref().unwrap_or("never")),
             phases = esc(&phases),
         );
     }
     h.push_str("</tbody></table></section>");
-    let jwks: Vec<&Value> = probes.iter().filter(|p| p.get("jwks").is_some()).collect();
-    if !jwks.is_empty() {
-        h.push_str("<section id=\"jwks\"><h2>JWKS</h2><table><thead><tr><th>Probe</th><th>Kids</th><th>Age</th><th class=\"wide\">Rotations</th></tr></thead><tbody>");
-        for p in jwks {
-            let j = &p["jwks"];
-            let kids: Vec<String> = j["kids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).map(esc).collect())
-                .unwrap_or_default();
-            let _ = write!(
-                h,
-                "<tr data-jwks=\"{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"wide\">{}</td></tr>",
-                esc(s(p, "name")),
-                esc(s(p, "name")),
-                kids.join("<br>"),
-                fmt_secs(j["age_seconds"].as_f64()),
-                j["rotations"].as_u64().unwrap_or(0),
-            );
-        }
-        h.push_str("</tbody></table></section>");
-    }
-    h.push_str("<p><small><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/status\">/api/v1/status</a></small></p></main></body></html>\n");
-    h
 }

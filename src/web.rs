@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::config::{ConfigError, Text};
+use crate::config::base::{ConfigError, Text, yaml_error};
 use crate::lock;
 
 #[derive(Debug, Deserialize)]
@@ -65,25 +65,7 @@ impl WebConfig {
                 basic_auth_users: None,
             }
         } else {
-            serde_saphyr::from_str(&text).map_err(|e| {
-                let message = e.without_snippet().to_string();
-                let message = match message.rfind(" at line ") {
-                    Some(i) => message[..i].to_string(),
-                    None => message,
-                };
-                match e.location() {
-                    Some(l) => ConfigError::At {
-                        file: file.clone(),
-                        line: l.line(),
-                        column: l.column(),
-                        message,
-                    },
-                    None => ConfigError::Whole {
-                        file: file.clone(),
-                        message,
-                    },
-                }
-            })?
+            serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e, &file))?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let tls = match raw.tls_server_config {

@@ -229,11 +229,11 @@ global: {{interval: 10s}}
 probe_allowlist: [localhost]
 modules:
   https_2xx:
-    kind: https
+    https: {{}}
     timeout: 5s
     connection: {{tls: {{ca_file: {ca}}}}}
   plain:
-    kind: https
+    https: {{}}
 probes: []
 "#,
         ca = pki.ca_pem_path().display()

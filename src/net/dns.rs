@@ -15,8 +15,7 @@ use crate::failure::Reason;
 /// What a server answered.
 #[derive(Debug, Clone)]
 pub struct DnsReply {
-    /// The numeric rcode (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED).
-    pub rcode: u16,
+    pub rcode: ResponseCode,
     /// Records in the answer section, of any type (CNAMEs included).
     pub answer_count: usize,
     /// A and AAAA addresses from the answer section.
@@ -27,11 +26,11 @@ impl DnsReply {
     /// The failure this reply amounts to for a lookup that wants answers of `rtype`.
     pub fn failure(&self) -> Option<Reason> {
         match self.rcode {
-            0 if self.answer_count == 0 => Some(Reason::DnsNodata),
-            0 => None,
-            2 => Some(Reason::DnsServfail),
-            3 => Some(Reason::DnsNxdomain),
-            5 => Some(Reason::DnsRefused),
+            ResponseCode::NoError if self.answer_count == 0 => Some(Reason::DnsNodata),
+            ResponseCode::NoError => None,
+            ResponseCode::ServFail => Some(Reason::DnsServfail),
+            ResponseCode::NXDomain => Some(Reason::DnsNxdomain),
+            ResponseCode::Refused => Some(Reason::DnsRefused),
             _ => Some(Reason::DnsError),
         }
     }
@@ -103,7 +102,7 @@ fn to_reply(msg: &Message) -> DnsReply {
         })
         .collect();
     DnsReply {
-        rcode: u16::from(msg.metadata.response_code),
+        rcode: msg.metadata.response_code,
         answer_count: msg.answers.len(),
         addrs,
     }
@@ -165,11 +164,4 @@ pub async fn query(
         });
     }
     Ok(to_reply(&msg))
-}
-
-/// The rcode name as dig prints it, for logs and status output.
-pub fn rcode_name(rcode: u16) -> String {
-    <ResponseCode as From<u16>>::from(rcode)
-        .to_str()
-        .to_string()
 }

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
@@ -15,13 +16,61 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{ConnSpec, ProxyChoice, ProxySpec, Target};
+use crate::failure::Failure;
 use crate::failure::Reason;
-use crate::net::resolve::Resolver;
+use crate::net::resolve::{IpFamily, Resolver, ResolverSpec};
+use crate::net::target::{Target, split_host_port};
 use crate::net::tls::{self, RecordingVerifier, TrustCache};
-use crate::outcome::{Failure, Phase, Trace};
+use crate::net::trace::{Phase, Trace};
+use crate::secret::Secret;
 
 pub const USER_AGENT: &str = concat!("authwatch/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP CONNECT proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySpec {
+    pub host: String,
+    pub port: u16,
+    /// `Basic` credentials, already base64-encoded.
+    pub auth: Option<Secret>,
+}
+
+impl ProxySpec {
+    pub fn parse(s: &str) -> Result<ProxySpec, String> {
+        let rest = s
+            .strip_prefix("http://")
+            .ok_or_else(|| "proxy URL must start with http:// (HTTP CONNECT proxy)".to_string())?;
+        let rest = rest.trim_end_matches('/');
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (host, port) = split_host_port(hostport, 80)
+            .ok_or_else(|| "proxy URL has an invalid host or port".to_string())?;
+        let auth =
+            userinfo.map(|u| Secret::new(base64::engine::general_purpose::STANDARD.encode(u)));
+        Ok(ProxySpec { host, port, auth })
+    }
+}
+
+/// Which proxy an HTTP probe uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProxyChoice {
+    Direct,
+    Proxy(ProxySpec),
+}
+
+/// Connection settings shared by every HTTP-based probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnSpec {
+    pub resolver: ResolverSpec,
+    pub ip_family: IpFamily,
+    pub proxy: ProxyChoice,
+    pub body_limit: u64,
+    pub headers: Vec<(String, String)>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub server_name: Option<String>,
+}
 
 /// A response that arrived in full (within the body limit).
 #[derive(Debug)]

@@ -7,9 +7,76 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::RecordType;
 use tokio::time::Instant;
 
-use crate::config::{IpFamily, ResolverSpec};
 use crate::failure::Reason;
 use crate::net::dns::{self, DnsError, DnsReply};
+
+/// How to reach a DNS server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ResolverSpec {
+    /// The nameservers in resolv.conf (after the hosts file, for HTTP probes).
+    System,
+    Server {
+        addr: SocketAddr,
+        tcp: bool,
+    },
+}
+
+impl ResolverSpec {
+    /// The stable label for metrics: `system`, `8.8.8.8:53/udp`.
+    pub fn label(&self) -> String {
+        match self {
+            ResolverSpec::System => "system".into(),
+            ResolverSpec::Server { addr, tcp } => {
+                format!("{addr}/{}", if *tcp { "tcp" } else { "udp" })
+            }
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ResolverSpec, String> {
+        let s = s.trim();
+        if s == "system" {
+            return Ok(ResolverSpec::System);
+        }
+        let (tcp, rest) = if let Some(r) = s.strip_prefix("tcp://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("udp://") {
+            (false, r)
+        } else {
+            (false, s)
+        };
+        let addr = if let Ok(ip) = rest.parse::<IpAddr>() {
+            SocketAddr::new(ip, 53)
+        } else {
+            rest.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "invalid resolver {s:?}: expected `system`, `IP`, `IP:PORT`, `[IPv6]:PORT`, optionally prefixed by udp:// or tcp://"
+                )
+            })?
+        };
+        Ok(ResolverSpec::Server { addr, tcp })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    /// Resolve both, try IPv6 addresses first and fall back to IPv4, as getaddrinfo does.
+    Dual,
+    Ipv4,
+    Ipv6,
+}
+
+impl IpFamily {
+    pub fn parse(s: &str) -> Result<IpFamily, String> {
+        match s {
+            "dual" => Ok(IpFamily::Dual),
+            "ipv4" | "ip4" => Ok(IpFamily::Ipv4),
+            "ipv6" | "ip6" => Ok(IpFamily::Ipv6),
+            other => Err(format!(
+                "invalid ip_family {other:?}: use dual, ipv4 or ipv6"
+            )),
+        }
+    }
+}
 
 /// Where the `system` resolver looks.
 #[derive(Debug, Clone)]
@@ -180,7 +247,7 @@ impl Resolver {
                     None => addrs.extend(reply.addrs.into_iter().filter(wanted)),
                     Some(reason) => failures.push(ResolveError {
                         reason,
-                        message: format!("{host} {t}: {}", dns::rcode_name(reply.rcode)),
+                        message: format!("{host} {t}: {}", reply.rcode.to_str()),
                     }),
                 },
                 Err(e) => failures.push(e),

@@ -1,16 +1,64 @@
 //! The `api_health` probe: the API's own `/health/network`, one success series per check it
 //! reports, so the API's view from inside its container sits next to authwatch's own.
 
-use serde_json::Value;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use crate::config::ApiHealthSpec;
-use crate::failure::Reason;
-use crate::net::http::HttpClient;
-use crate::outcome::{Details, Failure, RunResult, Trace};
+use crate::config::base::{ConfigError, StatusSet, Text, non_empty};
+use crate::encode::{Encoder, Family, family, flag};
+use crate::failure::{Failure, Reason};
+use crate::net::http::{ConnSpec, HttpClient};
+use crate::net::target::Target;
+use crate::net::trace::Trace;
+use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View, module_url};
+
+/// Checks exported per probe unless `max_checks` says otherwise, and the most it may say.
+const DEFAULT_MAX_CHECKS: usize = 32;
+const MAX_CHECKS_CAP: usize = 256;
+
+family!(
+    API_CHECK,
+    "authwatch_api_health_check_success",
+    Gauge,
+    "Per-check result reported by the API's health endpoint."
+);
+family!(
+    API_TRUNCATED,
+    "authwatch_api_health_checks_truncated",
+    Gauge,
+    "Whether the API reported more checks than max_checks (the rest are not exported)."
+);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiHealth {
+    url: Option<Spanned<Text>>,
+    valid_status_codes: Option<Vec<Spanned<Text>>>,
+    checks_pointer: Option<Text>,
+    max_checks: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiHealthSpec {
+    pub target: Target,
+    pub valid: StatusSet,
+    pub checks_pointer: Option<String>,
+    pub max_checks: usize,
+}
+
+/// The checks the endpoint reported, capped at `max_checks`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApiHealthDetails {
+    pub checks: Vec<(String, bool)>,
+    pub truncated: bool,
+}
 
 #[derive(Debug)]
-pub struct ApiHealthProbe {
+pub struct ApiHealth {
     spec: ApiHealthSpec,
     client: HttpClient,
 }
@@ -127,12 +175,55 @@ pub fn extract_checks(
     Ok((checks, truncated))
 }
 
-impl ApiHealthProbe {
-    pub fn new(spec: ApiHealthSpec, client: HttpClient) -> Self {
-        ApiHealthProbe { spec, client }
+impl Kind for ApiHealth {
+    const NAME: &'static str = "api_health";
+    const HTTP: bool = true;
+    const REASONS: &'static [Reason] = &[Reason::BodyInvalid, Reason::HealthCheckFailed];
+    const FAMILIES: &'static [&'static Family] = &[&API_CHECK, &API_TRUNCATED];
+    type Raw = RawApiHealth;
+    type Spec = ApiHealthSpec;
+    type Details = ApiHealthDetails;
+    type State = ();
+
+    fn validate(raw: &RawApiHealth, cx: &SectionCx<'_>) -> Result<ApiHealthSpec, ConfigError> {
+        let target = cx.url(Self::NAME, "url", &raw.url)?;
+        let valid = cx
+            .cx
+            .status_set(&raw.valid_status_codes, StatusSet::range(200, 299))?;
+        let checks_pointer = non_empty(&raw.checks_pointer);
+        if checks_pointer.as_ref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(cx.err("api_health: checks_pointer must be a JSON pointer starting with /"));
+        }
+        Ok(ApiHealthSpec {
+            target,
+            valid,
+            checks_pointer,
+            max_checks: raw
+                .max_checks
+                .unwrap_or(DEFAULT_MAX_CHECKS)
+                .min(MAX_CHECKS_CAP),
+        })
     }
 
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
+    fn target(spec: &ApiHealthSpec) -> Option<&Target> {
+        Some(&spec.target)
+    }
+
+    fn retarget(spec: &ApiHealthSpec, target: &str) -> Result<ApiHealthSpec, String> {
+        Ok(ApiHealthSpec {
+            target: module_url(target)?,
+            ..spec.clone()
+        })
+    }
+
+    fn new(spec: &ApiHealthSpec, conn: &ConnSpec, deps: &Deps) -> Self {
+        ApiHealth {
+            spec: spec.clone(),
+            client: deps.http(conn),
+        }
+    }
+
+    async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<ApiHealthDetails> {
         let resp = match self
             .client
             .get(&self.spec.target, &[], trace, deadline)
@@ -175,8 +266,8 @@ impl ApiHealthProbe {
                 } else {
                     None
                 };
-                RunResult {
-                    details: Details::ApiHealth { checks, truncated },
+                Outcome {
+                    details: Some(ApiHealthDetails { checks, truncated }),
                     failure,
                 }
             }
@@ -185,6 +276,47 @@ impl ApiHealthProbe {
                 Failure::new(Reason::BodyInvalid, format!("{}: {e}", self.spec.target)).into()
             }
         }
+    }
+
+    fn render(e: &mut Encoder, views: &[View<'_, Self>], _now: SystemTime) {
+        e.header(&API_CHECK);
+        for v in views {
+            let [a, b] = v.labels();
+            for (name, ok) in v.details.iter().flat_map(|d| d.checks.iter()) {
+                e.sample(&API_CHECK, &[a, b, ("check", name.as_str())], flag(*ok));
+            }
+        }
+        e.header(&API_TRUNCATED);
+        for v in views {
+            if let Some(d) = v.details {
+                e.sample(&API_TRUNCATED, &v.labels(), flag(d.truncated));
+            }
+        }
+    }
+
+    fn status(view: &View<'_, Self>, _now: SystemTime) -> KindStatus {
+        let mut s = KindStatus::default();
+        if let Some(d) = view.details {
+            s.json.insert(
+                "checks".into(),
+                d.checks
+                    .iter()
+                    .map(|(n, ok)| json!({"name": n, "ok": ok}))
+                    .collect(),
+            );
+            s.json.insert("checks_truncated".into(), json!(d.truncated));
+            let failing: Vec<&str> = d
+                .checks
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            s.note = Some(match failing.as_slice() {
+                [] => format!("{} checks pass", d.checks.len()),
+                f => format!("failing: {}", f.join(", ")),
+            });
+        }
+        s
     }
 }
 

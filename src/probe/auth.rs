@@ -2,36 +2,170 @@
 //! token, a forged token and an expired one (expect rejections), after checking the real token
 //! locally against the JWKS the daemon already fetched.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::{HeaderValue, Method};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::json;
+use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use crate::config::{AuthCase, AuthSpec, TokenSource};
-use crate::failure::Reason;
+use crate::config::base::{ConfigError, Role, StatusSet, Text, de_duration};
+use crate::encode::{Encoder, Family, family, flag};
+use crate::failure::{Failure, Reason};
+use crate::jwk::JwkInfo;
 use crate::jwt::{self, Forger, Token};
 use crate::lock;
-use crate::net::http::HttpClient;
-use crate::outcome::{AuthDetails, CaseResult, Details, Failure, JwkInfo, RunResult, Trace};
+use crate::net::http::{ConnSpec, HttpClient};
+use crate::net::target::Target;
+use crate::net::trace::Trace;
+use crate::probe::KindId;
+use crate::probe::jwks::KeySource;
+use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View};
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::token::{TokenSource, bearer};
+
+family!(
+    AUTH_CASE_SUCCESS,
+    "authwatch_auth_case_success",
+    Gauge,
+    "Whether the API answered the case as it must: valid_token 2xx; no_token, forged_token, expired_token a rejection status."
+);
+family!(
+    AUTH_CASE_DURATION,
+    "authwatch_auth_case_duration_seconds",
+    Gauge,
+    "How long the API took to answer the case (a verifier stalling on its JWKS fetch shows here)."
+);
+family!(
+    AUTH_CASE_STATUS,
+    "authwatch_auth_case_status_code",
+    Gauge,
+    "HTTP status the API answered the case with (0: no answer)."
+);
+family!(
+    AUTH_FAIL_OPEN,
+    "authwatch_auth_fail_open",
+    Gauge,
+    "1 when the API answered 2xx to a request it must reject (no, forged or expired token)."
+);
+family!(
+    AUTH_MINT_SUCCESS,
+    "authwatch_auth_token_mint_success",
+    Gauge,
+    "Whether getting a real session token (Backend API, file or command) worked."
+);
+family!(
+    AUTH_MINT_DURATION,
+    "authwatch_auth_token_mint_duration_seconds",
+    Gauge,
+    "How long getting the session token took."
+);
+family!(
+    AUTH_TOKEN_VERIFIED,
+    "authwatch_auth_token_verified",
+    Gauge,
+    "Whether the real token verified locally against the fetched JWKS (signature, issuer, exp/nbf with leeway)."
+);
+family!(
+    AUTH_KID_KNOWN,
+    "authwatch_auth_token_kid_known",
+    Gauge,
+    "Whether the real token's kid is in the fetched JWKS (0: keys from different Clerk instances)."
+);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    url: Option<Spanned<Text>>,
+    token_source: Spanned<Text>,
+    session_id: Option<Text>,
+    token_file: Option<Text>,
+    token_command: Option<Vec<Text>>,
+    rejection_status_codes: Option<Vec<Spanned<Text>>>,
+    issuer: Option<Text>,
+    jwks_probes: Option<Vec<Spanned<Text>>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    leeway: Option<Duration>,
+    cases: Option<Vec<Spanned<Text>>>,
+}
+
+/// The cases the auth probe runs against the protected route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthCase {
+    ValidToken,
+    NoToken,
+    ForgedToken,
+    ExpiredToken,
+}
+
+impl AuthCase {
+    pub const ALL: [AuthCase; 4] = [
+        AuthCase::ValidToken,
+        AuthCase::NoToken,
+        AuthCase::ForgedToken,
+        AuthCase::ExpiredToken,
+    ];
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            AuthCase::ValidToken => "valid_token",
+            AuthCase::NoToken => "no_token",
+            AuthCase::ForgedToken => "forged_token",
+            AuthCase::ExpiredToken => "expired_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSpec {
+    pub target: Target,
+    pub source: TokenSource,
+    pub rejection: StatusSet,
+    pub issuer: Option<String>,
+    /// The JWKS probes whose keys the token is checked against; filled with every jwks probe
+    /// when not configured.
+    pub jwks_probes: Vec<String>,
+    pub leeway: Duration,
+    pub cases: Vec<AuthCase>,
+}
+
+/// One case of the auth probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseResult {
+    pub case: AuthCase,
+    pub passed: bool,
+    /// The API's status, when it answered.
+    pub status: Option<u16>,
+    pub duration: Duration,
+}
+
+/// What the auth probe saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthDetails {
+    pub cases: Vec<CaseResult>,
+    /// A rejection case was answered 2xx: the API accepts tokens it must refuse.
+    pub fail_open: bool,
+    /// Getting a real token: whether it worked and how long it took.
+    pub mint: Option<(bool, Duration)>,
+    /// The real token verified locally (signature, issuer, times) against the fetched JWKS.
+    pub token_verified: Option<bool>,
+    /// The real token's kid is in one of the fetched JWKS.
+    pub kid_known: Option<bool>,
+}
 
 /// Cases stop a little before the run's deadline so a stalled API is reported per case.
 const MARGIN: Duration = Duration::from_millis(50);
-/// Tokens are a few kilobytes; anything bigger from a file or command is not a token.
-const MAX_TOKEN: usize = 64 * 1024;
 
 #[derive(Debug)]
-pub struct AuthProbe {
+pub struct Auth {
     spec: AuthSpec,
     /// Talks to the API.
     client: HttpClient,
     /// Talks to Clerk's Backend API when tokens are minted there.
     mint_client: Option<HttpClient>,
-    store: Arc<Store>,
+    keys: Arc<dyn KeySource>,
     forger: Option<Forger>,
     held: Mutex<HeldTokens>,
 }
@@ -43,125 +177,7 @@ struct HeldTokens {
     expired: Option<Secret>,
 }
 
-fn bearer(token: &str) -> Option<HeaderValue> {
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-    v.set_sensitive(true);
-    Some(v)
-}
-
-impl AuthProbe {
-    pub fn new(
-        spec: AuthSpec,
-        client: HttpClient,
-        mint_client: Option<HttpClient>,
-        store: Arc<Store>,
-    ) -> Self {
-        let forger = Forger::new().ok();
-        if forger.is_none() {
-            tracing::error!(
-                "cannot generate the RSA key for forged tokens; the forged_token case is skipped"
-            );
-        }
-        AuthProbe {
-            spec,
-            client,
-            mint_client,
-            store,
-            forger,
-            held: Mutex::new(HeldTokens::default()),
-        }
-    }
-
-    async fn obtain_token(&self, deadline: Instant) -> Result<Secret, Failure> {
-        let mint_failed = |m: String| Failure::new(Reason::TokenMintFailed, m);
-        match &self.spec.source {
-            TokenSource::Backend { target, secret, .. } => {
-                let client = self
-                    .mint_client
-                    .as_ref()
-                    .ok_or_else(|| mint_failed("no client for the Backend API".into()))?;
-                let auth = bearer(secret.expose()).ok_or_else(|| {
-                    Failure::new(
-                        Reason::AuthSecretKeyInvalid,
-                        "the secret key is not a valid header value",
-                    )
-                })?;
-                let resp = client
-                    .send(
-                        Method::POST,
-                        target,
-                        &[(http::header::AUTHORIZATION, auth)],
-                        Bytes::new(),
-                        &Trace::default(),
-                        deadline,
-                    )
-                    .await
-                    .map_err(|f| {
-                        Failure::new(f.reason, format!("minting a session token: {}", f.message))
-                    })?;
-                match resp.status {
-                    401 | 403 => Err(Failure::new(
-                        Reason::AuthSecretKeyInvalid,
-                        format!(
-                            "the Backend API answered {} to the token request: secret key rejected",
-                            resp.status
-                        ),
-                    )),
-                    200..=299 => serde_json::from_slice::<Value>(&resp.body)
-                        .ok()
-                        .and_then(|v| v.get("jwt").and_then(Value::as_str).map(Secret::new))
-                        .ok_or_else(|| {
-                            mint_failed("the Backend API's token response has no \"jwt\"".into())
-                        }),
-                    s => Err(mint_failed(format!(
-                        "the Backend API answered {s} to the token request (is session_id a live session of the probe user?)"
-                    ))),
-                }
-            }
-            TokenSource::File(path) => {
-                let text = tokio::fs::read(path).await.map_err(|e| {
-                    mint_failed(format!("reading token_file {}: {e}", path.display()))
-                })?;
-                if text.len() > MAX_TOKEN {
-                    return Err(mint_failed(format!(
-                        "token_file {} is too large for a token",
-                        path.display()
-                    )));
-                }
-                Ok(Secret::new(String::from_utf8_lossy(&text).trim()))
-            }
-            TokenSource::Command(argv) => {
-                let mut cmd = tokio::process::Command::new(&argv[0]);
-                cmd.args(&argv[1..])
-                    .stdin(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true);
-                let out = tokio::time::timeout_at(deadline, cmd.output())
-                    .await
-                    .map_err(|_| {
-                        mint_failed(format!(
-                            "token_command {:?} did not finish in time",
-                            argv[0]
-                        ))
-                    })?
-                    .map_err(|e| mint_failed(format!("token_command {:?}: {e}", argv[0])))?;
-                if !out.status.success() {
-                    return Err(mint_failed(format!(
-                        "token_command {:?} exited with {}",
-                        argv[0], out.status
-                    )));
-                }
-                if out.stdout.len() > MAX_TOKEN {
-                    return Err(mint_failed(format!(
-                        "token_command {:?} printed too much for a token",
-                        argv[0]
-                    )));
-                }
-                Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
-            }
-        }
-    }
-
+impl Auth {
     /// Calls the protected route once. Returns the case result and, when it failed, why.
     async fn call(
         &self,
@@ -286,16 +302,187 @@ impl AuthProbe {
             ),
         }
     }
+}
 
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
+impl Kind for Auth {
+    const NAME: &'static str = "auth";
+    const HTTP: bool = true;
+    const REASONS: &'static [Reason] = &[
+        Reason::TokenMintFailed,
+        Reason::AuthSecretKeyInvalid,
+        Reason::TokenInvalid,
+        Reason::TokenKidUnknown,
+        Reason::AuthValidTokenRejected,
+        Reason::AuthAcceptsInvalidToken,
+    ];
+    /// It tests the API's behaviour, not a Clerk dependency.
+    const DEFAULT_ROLE: Role = Role::Api;
+    /// A module runs against any target a caller names: it must never mint tokens with the
+    /// secret key for one, nor spend the Backend API's rate limit per request.
+    const MODULE: bool = false;
+    const FAMILIES: &'static [&'static Family] = &[
+        &AUTH_CASE_SUCCESS,
+        &AUTH_CASE_DURATION,
+        &AUTH_CASE_STATUS,
+        &AUTH_FAIL_OPEN,
+        &AUTH_MINT_SUCCESS,
+        &AUTH_MINT_DURATION,
+        &AUTH_TOKEN_VERIFIED,
+        &AUTH_KID_KNOWN,
+    ];
+    type Raw = RawAuth;
+    type Spec = AuthSpec;
+    type Details = AuthDetails;
+    type State = ();
+
+    fn validate(a: &RawAuth, cx: &SectionCx<'_>) -> Result<AuthSpec, ConfigError> {
+        let target = cx.url("auth", "url", &a.url)?;
+        let clerk = cx.clerk;
+        let source = match a.token_source.value.0.as_str() {
+            "backend" => {
+                let sid = a
+                    .session_id
+                    .as_ref()
+                    .map(|s| s.0.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| cx.err("auth: token_source backend needs session_id"))?;
+                if !sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(
+                        cx.err("auth: session_id must be letters, digits and '_' (sess_...)")
+                    );
+                }
+                let secret = clerk.secret.clone().ok_or_else(|| {
+                    cx.err("auth: token_source backend needs clerk.secret_key or clerk.secret_key_file")
+                })?;
+                let mint = clerk.api_url.join(&format!("/v1/sessions/{sid}/tokens"));
+                let conn = Box::new(cx.default_conn(&mint)?);
+                TokenSource::Backend {
+                    target: mint,
+                    secret,
+                    conn,
+                }
+            }
+            "file" => TokenSource::File(
+                a.token_file
+                    .as_ref()
+                    .map(|t| PathBuf::from(&t.0))
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .ok_or_else(|| cx.err("auth: token_source file needs token_file"))?,
+            ),
+            "command" => {
+                let cmd: Vec<String> = a
+                    .token_command
+                    .iter()
+                    .flatten()
+                    .map(|t| t.0.clone())
+                    .collect();
+                if cmd.is_empty() {
+                    return Err(cx.err("auth: token_source command needs token_command (a list: program and arguments)"));
+                }
+                TokenSource::Command(cmd)
+            }
+            other => {
+                return Err(cx.cx.at(
+                    &a.token_source,
+                    format!("auth: unknown token_source {other:?}: use backend, file or command"),
+                ));
+            }
+        };
+        let cases = match &a.cases {
+            None => AuthCase::ALL.to_vec(),
+            Some(list) => list
+                .iter()
+                .map(|c| {
+                    AuthCase::ALL
+                        .into_iter()
+                        .find(|k| k.as_label() == c.value.0)
+                        .ok_or_else(|| cx.cx.at(c, format!("auth: unknown case {:?}", c.value.0)))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(AuthSpec {
+            target,
+            source,
+            rejection: cx
+                .cx
+                .status_set(&a.rejection_status_codes, StatusSet::range(401, 401))?,
+            issuer: a
+                .issuer
+                .as_ref()
+                .map(|i| i.0.clone())
+                .filter(|i| !i.is_empty())
+                .or_else(|| clerk.fapi_host.as_ref().map(|h| format!("https://{h}"))),
+            jwks_probes: a
+                .jwks_probes
+                .iter()
+                .flatten()
+                .map(|n| n.value.0.clone())
+                .collect(),
+            leeway: a.leeway.unwrap_or(Duration::from_secs(5)),
+            cases,
+        })
+    }
+
+    fn target(spec: &AuthSpec) -> Option<&Target> {
+        Some(&spec.target)
+    }
+
+    fn retarget(_spec: &AuthSpec, _target: &str) -> Result<AuthSpec, String> {
+        Err("an auth probe cannot be a /probe module".into())
+    }
+
+    /// Points the probe at the JWKS probes it checks tokens against: the configured names
+    /// (which must exist and be jwks probes) or every jwks probe.
+    fn link(spec: &mut AuthSpec, probes: &[(String, KindId)]) -> Result<(), String> {
+        let jwks: Vec<String> = probes
+            .iter()
+            .filter(|(_, k)| *k == KindId::Jwks)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if spec.jwks_probes.is_empty() {
+            spec.jwks_probes = jwks;
+        } else if let Some(bad) = spec.jwks_probes.iter().find(|n| !jwks.contains(n)) {
+            return Err(format!(
+                "jwks_probes names {bad:?}, which is not a jwks probe"
+            ));
+        }
+        Ok(())
+    }
+
+    fn new(spec: &AuthSpec, conn: &ConnSpec, deps: &Deps) -> Self {
+        let forger = Forger::new().ok();
+        if forger.is_none() {
+            tracing::error!(
+                "cannot generate the RSA key for forged tokens; the forged_token case is skipped"
+            );
+        }
+        let mint_client = match &spec.source {
+            TokenSource::Backend { conn, .. } => Some(deps.http(conn)),
+            _ => None,
+        };
+        Auth {
+            spec: spec.clone(),
+            client: deps.http(conn),
+            mint_client,
+            keys: deps.keys.clone(),
+            forger,
+            held: Mutex::new(HeldTokens::default()),
+        }
+    }
+
+    async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<AuthDetails> {
         let now = SystemTime::now();
         let case_deadline = deadline.checked_sub(MARGIN).unwrap_or(deadline);
-        let keys = self.store.jwks_keys(&self.spec.jwks_probes);
+        let keys = self.keys.keys(&self.spec.jwks_probes);
         let mut d = AuthDetails::default();
         let mut problems: Vec<Failure> = Vec::new();
 
         let started = Instant::now();
-        let minted = self.obtain_token(case_deadline).await;
+        let minted = self
+            .spec
+            .source
+            .obtain(self.mint_client.as_ref(), case_deadline)
+            .await;
         d.mint = Some((minted.is_ok(), started.elapsed()));
         let parsed = match &minted {
             Ok(t) => match Token::parse(t.expose()) {
@@ -420,9 +607,74 @@ impl AuthProbe {
             Reason::AuthValidTokenRejected => 5,
             _ => 6,
         });
-        RunResult {
-            details: Details::Auth(d),
+        Outcome {
+            details: Some(d),
             failure: problems.into_iter().next(),
         }
+    }
+
+    fn render(e: &mut Encoder, views: &[View<'_, Self>], _now: SystemTime) {
+        type CaseGet = fn(&CaseResult) -> f64;
+        let case_families: [(&Family, CaseGet); 3] = [
+            (&AUTH_CASE_SUCCESS, |c| flag(c.passed)),
+            (&AUTH_CASE_DURATION, |c| c.duration.as_secs_f64()),
+            (&AUTH_CASE_STATUS, |c| {
+                c.status.map(f64::from).unwrap_or(0.0)
+            }),
+        ];
+        for (f, get) in case_families {
+            e.header(f);
+            for v in views {
+                let [a, b] = v.labels();
+                for c in v.details.iter().flat_map(|d| d.cases.iter()) {
+                    e.sample(f, &[a, b, ("case", c.case.as_label())], get(c));
+                }
+            }
+        }
+        type Get = fn(&AuthDetails) -> Option<f64>;
+        let families: [(&Family, Get); 5] = [
+            (&AUTH_FAIL_OPEN, |d| Some(flag(d.fail_open))),
+            (&AUTH_MINT_SUCCESS, |d| d.mint.map(|(ok, _)| flag(ok))),
+            (&AUTH_MINT_DURATION, |d| {
+                d.mint.map(|(_, t)| t.as_secs_f64())
+            }),
+            (&AUTH_TOKEN_VERIFIED, |d| d.token_verified.map(flag)),
+            (&AUTH_KID_KNOWN, |d| d.kid_known.map(flag)),
+        ];
+        for (f, get) in families {
+            e.header(f);
+            for v in views {
+                if let Some(x) = v.details.and_then(get) {
+                    e.sample(f, &v.labels(), x);
+                }
+            }
+        }
+    }
+
+    fn status(view: &View<'_, Self>, _now: SystemTime) -> KindStatus {
+        let mut s = KindStatus::default();
+        if let Some(a) = view.details {
+            s.json.insert(
+                "auth".into(),
+                json!({
+                    "fail_open": a.fail_open,
+                    "token_verified": a.token_verified,
+                    "kid_known": a.kid_known,
+                    "cases": a.cases.iter().map(|c| json!({"case": c.case.as_label(), "passed": c.passed,
+                        "status": c.status, "duration_seconds": c.duration.as_secs_f64()})).collect::<Vec<_>>(),
+                }),
+            );
+            let failed: Vec<&str> = a
+                .cases
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.case.as_label())
+                .collect();
+            s.note = Some(match failed.as_slice() {
+                [] => format!("{} cases pass", a.cases.len()),
+                f => format!("failing cases: {}", f.join(", ")),
+            });
+        }
+        s
     }
 }

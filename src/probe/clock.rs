@@ -1,25 +1,77 @@
 //! The `clock` probe: the local clock's offset from a server's `Date` header, failing when it
 //! exceeds the tolerance behind Clerk's "iat in the future" / "not active yet" rejections.
 
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use crate::config::ClockSpec;
-use crate::failure::Reason;
-use crate::net::http::HttpClient;
-use crate::outcome::{Details, Failure, RunResult, Trace};
+use crate::config::base::{ConfigError, Text, de_duration};
+use crate::failure::{Failure, Reason};
+use crate::net::http::{ConnSpec, HttpClient};
+use crate::net::target::Target;
+use crate::net::trace::Trace;
+use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, module_url};
+
+/// The SDKs' default tolerance (DESIGN.md §10: JS and Python allow 5 s).
+const DEFAULT_MAX_OFFSET: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClock {
+    url: Option<Spanned<Text>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    max_offset: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockSpec {
+    pub target: Target,
+    pub max_offset: Duration,
+}
 
 #[derive(Debug)]
-pub struct ClockProbe {
+pub struct Clock {
     spec: ClockSpec,
     client: HttpClient,
 }
 
-impl ClockProbe {
-    pub fn new(spec: ClockSpec, client: HttpClient) -> Self {
-        ClockProbe { spec, client }
+impl Kind for Clock {
+    const NAME: &'static str = "clock";
+    const HTTP: bool = true;
+    const REASONS: &'static [Reason] = &[Reason::ClockSkew];
+    type Raw = RawClock;
+    type Spec = ClockSpec;
+    type Details = ();
+    type State = ();
+
+    fn validate(raw: &RawClock, cx: &SectionCx<'_>) -> Result<ClockSpec, ConfigError> {
+        Ok(ClockSpec {
+            target: cx.url(Self::NAME, "url", &raw.url)?,
+            max_offset: raw.max_offset.unwrap_or(DEFAULT_MAX_OFFSET),
+        })
     }
 
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
+    fn target(spec: &ClockSpec) -> Option<&Target> {
+        Some(&spec.target)
+    }
+
+    fn retarget(spec: &ClockSpec, target: &str) -> Result<ClockSpec, String> {
+        Ok(ClockSpec {
+            target: module_url(target)?,
+            ..spec.clone()
+        })
+    }
+
+    fn new(spec: &ClockSpec, conn: &ConnSpec, deps: &Deps) -> Self {
+        Clock {
+            spec: spec.clone(),
+            client: deps.http(conn),
+        }
+    }
+
+    async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<()> {
         let resp = match self
             .client
             .get(&self.spec.target, &[], trace, deadline)
@@ -46,6 +98,6 @@ impl ClockProbe {
             )
             .into();
         }
-        RunResult::ok(Details::None)
+        Outcome::passed()
     }
 }

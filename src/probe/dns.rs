@@ -1,28 +1,108 @@
 //! The `dns` probe: every name and record type against every resolver, side by side, so a
 //! broken container resolver can be told apart from a name that does not exist.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use serde::Deserialize;
+use serde_json::json;
+use serde_saphyr::Spanned;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{DnsSpec, ResolverSpec};
-use crate::failure::Reason;
-use crate::net::dns::rcode_name;
-use crate::net::resolve::{SystemFiles, query_servers, severity_rank, system_servers};
-use crate::outcome::{Details, DnsLookup, Failure, Phase, RunResult, Trace};
+use crate::config::base::{ConfigError, Text, is_hostname};
+use crate::encode::{Encoder, Family, family, flag};
+use crate::failure::{Failure, Reason};
+use crate::net::http::ConnSpec;
+use crate::net::resolve::{
+    ResolverSpec, SystemFiles, query_servers, severity_rank, system_servers,
+};
+use crate::net::target::Target;
+use crate::net::trace::{Phase, Trace};
+use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View};
 
-#[derive(Debug)]
-pub struct DnsProbe {
-    spec: DnsSpec,
-    files: SystemFiles,
-}
+family!(
+    DNS_SUCCESS,
+    "authwatch_dns_lookup_success",
+    Gauge,
+    "Whether the lookup of the name and type through the resolver returned answers."
+);
+family!(
+    DNS_RCODE,
+    "authwatch_dns_rcode",
+    Gauge,
+    "DNS response code of the lookup (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED; -1 no response)."
+);
+family!(
+    DNS_ANSWERS,
+    "authwatch_dns_answers",
+    Gauge,
+    "Records in the answer section of the lookup."
+);
+family!(
+    DNS_DURATION,
+    "authwatch_dns_lookup_duration_seconds",
+    Gauge,
+    "Duration of the lookup."
+);
+family!(
+    PROBE_DNS_ANSWERS,
+    "probe_dns_answer_rrs",
+    Gauge,
+    "Returns number of entries in the answer resource record list"
+);
 
 /// Lookups stop a little before the run's deadline so each can report its own timeout.
 const MARGIN: Duration = Duration::from_millis(50);
 
-fn type_label(t: RecordType) -> &'static str {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    names: Option<Vec<Text>>,
+    record_types: Option<Vec<Text>>,
+    resolvers: Option<Vec<Spanned<Text>>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSpec {
+    pub names: Vec<String>,
+    pub record_types: Vec<RecordType>,
+    pub resolvers: Vec<ResolverSpec>,
+}
+
+/// One lookup of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsLookup {
+    pub resolver: ResolverSpec,
+    pub name: String,
+    pub rtype: RecordType,
+    /// `None` when no reply came.
+    pub rcode: Option<ResponseCode>,
+    pub answers: usize,
+    pub duration: Duration,
+    pub failure: Option<Reason>,
+}
+
+impl DnsLookup {
+    /// The server answered NXDOMAIN.
+    pub fn nxdomain(&self) -> bool {
+        self.rcode == Some(ResponseCode::NXDomain)
+    }
+
+    /// The value of `authwatch_dns_rcode`: the numeric rcode, -1 for no reply.
+    pub fn rcode_value(&self) -> f64 {
+        self.rcode.map(|r| f64::from(u16::from(r))).unwrap_or(-1.0)
+    }
+}
+
+#[derive(Debug)]
+pub struct Dns {
+    spec: DnsSpec,
+    files: SystemFiles,
+}
+
+pub fn type_label(t: RecordType) -> &'static str {
     match t {
         RecordType::A => "A",
         RecordType::AAAA => "AAAA",
@@ -34,12 +114,113 @@ fn type_label(t: RecordType) -> &'static str {
     }
 }
 
-impl DnsProbe {
-    pub fn new(spec: DnsSpec, files: SystemFiles) -> Self {
-        DnsProbe { spec, files }
+fn record_type(s: &str) -> Option<RecordType> {
+    match s.to_ascii_uppercase().as_str() {
+        "A" => Some(RecordType::A),
+        "AAAA" => Some(RecordType::AAAA),
+        "CNAME" => Some(RecordType::CNAME),
+        "TXT" => Some(RecordType::TXT),
+        "MX" => Some(RecordType::MX),
+        "NS" => Some(RecordType::NS),
+        _ => None,
+    }
+}
+
+fn name(raw: &str) -> Result<String, String> {
+    let n = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    if is_hostname(&n) {
+        Ok(n)
+    } else {
+        Err(format!("dns: invalid name {n:?}"))
+    }
+}
+
+impl Kind for Dns {
+    const NAME: &'static str = "dns";
+    const HTTP: bool = false;
+    const PHASES: &'static [Phase] = &[Phase::Resolve];
+    const REASONS: &'static [Reason] = &[
+        Reason::DnsNxdomain,
+        Reason::DnsNodata,
+        Reason::DnsServfail,
+        Reason::DnsRefused,
+        Reason::DnsTimeout,
+        Reason::DnsError,
+        Reason::ConnectRefused,
+        Reason::NetworkUnreachable,
+        Reason::Timeout,
+    ];
+    const FAMILIES: &'static [&'static Family] =
+        &[&DNS_SUCCESS, &DNS_RCODE, &DNS_ANSWERS, &DNS_DURATION];
+    const BLACKBOX_FAMILIES: &'static [&'static Family] = &[&PROBE_DNS_ANSWERS];
+    type Raw = RawDns;
+    type Spec = DnsSpec;
+    type Details = Vec<DnsLookup>;
+    type State = ();
+
+    fn validate(raw: &RawDns, cx: &SectionCx<'_>) -> Result<DnsSpec, ConfigError> {
+        let names = match (&raw.names, cx.module) {
+            (Some(_), true) => {
+                return Err(cx.err("dns: a module gets its name from each request; remove names"));
+            }
+            (None, true) => vec!["placeholder.invalid".to_string()],
+            (None, false) => return Err(cx.err("dns: names is required")),
+            (Some(list), false) => list
+                .iter()
+                .map(|n| name(&n.0).map_err(|e| cx.err(e)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if names.is_empty() {
+            return Err(cx.err("dns: names must not be empty"));
+        }
+        let record_types = match &raw.record_types {
+            None => vec![RecordType::A, RecordType::AAAA],
+            Some(list) => list
+                .iter()
+                .map(|t| {
+                    record_type(&t.0)
+                        .ok_or_else(|| cx.err(format!("dns: unsupported record type {:?}", t.0)))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let resolvers = match &raw.resolvers {
+            None => vec![ResolverSpec::System],
+            Some(list) => cx.cx.resolvers(list)?,
+        };
+        if resolvers.is_empty() || record_types.is_empty() {
+            return Err(cx.err("dns: resolvers and record_types must not be empty"));
+        }
+        Ok(DnsSpec {
+            names,
+            record_types,
+            resolvers,
+        })
     }
 
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
+    fn target(_spec: &DnsSpec) -> Option<&Target> {
+        None
+    }
+
+    fn host(spec: &DnsSpec) -> String {
+        spec.names.first().cloned().unwrap_or_default()
+    }
+
+    fn retarget(spec: &DnsSpec, target: &str) -> Result<DnsSpec, String> {
+        let n = name(target).map_err(|_| format!("target {target:?} is not a host name"))?;
+        Ok(DnsSpec {
+            names: vec![n],
+            ..spec.clone()
+        })
+    }
+
+    fn new(spec: &DnsSpec, _conn: &ConnSpec, deps: &Deps) -> Self {
+        Dns {
+            spec: spec.clone(),
+            files: deps.files.clone(),
+        }
+    }
+
+    async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<Vec<DnsLookup>> {
         trace.enter(Phase::Resolve);
         let lookup_deadline = deadline.checked_sub(MARGIN).unwrap_or(deadline);
         let mut set = JoinSet::new();
@@ -51,8 +232,8 @@ impl DnsProbe {
             };
             for name in &self.spec.names {
                 for rtype in &self.spec.record_types {
-                    let (servers, name, rtype, label) =
-                        (servers.clone(), name.clone(), *rtype, resolver.label());
+                    let (servers, name, rtype, resolver) =
+                        (servers.clone(), name.clone(), *rtype, resolver.clone());
                     let i = index;
                     index += 1;
                     set.spawn(async move {
@@ -61,18 +242,18 @@ impl DnsProbe {
                         let duration = started.elapsed();
                         let lookup = match r {
                             Ok(reply) => DnsLookup {
-                                resolver: label,
+                                resolver,
                                 name,
-                                rtype: type_label(rtype),
+                                rtype,
                                 rcode: Some(reply.rcode),
                                 answers: reply.answer_count,
                                 duration,
                                 failure: reply.failure(),
                             },
                             Err(e) => DnsLookup {
-                                resolver: label,
+                                resolver,
                                 name,
-                                rtype: type_label(rtype),
+                                rtype,
                                 rcode: None,
                                 answers: 0,
                                 duration,
@@ -94,10 +275,63 @@ impl DnsProbe {
         lookups.sort_by_key(|(i, _)| *i);
         let lookups: Vec<DnsLookup> = lookups.into_iter().map(|(_, l)| l).collect();
         let failure = first_failure(&lookups);
-        RunResult {
-            details: Details::Dns(lookups),
+        Outcome {
+            details: Some(lookups),
             failure,
         }
+    }
+
+    fn render(e: &mut Encoder, views: &[View<'_, Self>], _now: SystemTime) {
+        type Get = fn(&DnsLookup) -> f64;
+        let families: [(&Family, Get); 4] = [
+            (&DNS_SUCCESS, |l| flag(l.failure.is_none())),
+            (&DNS_RCODE, DnsLookup::rcode_value),
+            (&DNS_ANSWERS, |l| l.answers as f64),
+            (&DNS_DURATION, |l| l.duration.as_secs_f64()),
+        ];
+        for (f, get) in families {
+            e.header(f);
+            for v in views {
+                let [a, b] = v.labels();
+                for l in v.details.iter().flat_map(|d| d.iter()) {
+                    let resolver = l.resolver.label();
+                    let labels = [
+                        a,
+                        b,
+                        ("resolver", resolver.as_str()),
+                        ("name", l.name.as_str()),
+                        ("type", type_label(l.rtype)),
+                    ];
+                    e.sample(f, &labels, get(l));
+                }
+            }
+        }
+    }
+
+    fn status(view: &View<'_, Self>, _now: SystemTime) -> KindStatus {
+        let mut s = KindStatus::default();
+        if let Some(lookups) = view.details {
+            s.json.insert(
+                "dns".into(),
+                lookups
+                    .iter()
+                    .map(|d| {
+                        json!({"resolver": d.resolver.label(), "name": d.name,
+                               "type": type_label(d.rtype), "rcode": d.rcode.map(u16::from),
+                               "answers": d.answers, "ok": d.failure.is_none()})
+                    })
+                    .collect(),
+            );
+            let ok = lookups.iter().filter(|l| l.failure.is_none()).count();
+            s.note = Some(format!("{ok} of {} lookups answered", lookups.len()));
+        }
+        s
+    }
+
+    fn blackbox(e: &mut Encoder, details: &Vec<DnsLookup>) {
+        let answers: usize = details.iter().map(|l| l.answers).sum();
+        e.header(&PROBE_DNS_ANSWERS);
+        e.sample(&PROBE_DNS_ANSWERS, &[], answers as f64);
     }
 }
 
@@ -105,16 +339,16 @@ impl DnsProbe {
 /// AAAA alone is normal for IPv4-only hosts. The first failing pair, in configured order,
 /// names the run's reason.
 fn first_failure(lookups: &[DnsLookup]) -> Option<Failure> {
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut pairs: Vec<(&ResolverSpec, &str)> = Vec::new();
     for l in lookups {
-        if !pairs.contains(&(l.resolver.as_str(), l.name.as_str())) {
+        if !pairs.contains(&(&l.resolver, l.name.as_str())) {
             pairs.push((&l.resolver, &l.name));
         }
     }
     for (resolver, name) in pairs {
         let of_pair: Vec<&DnsLookup> = lookups
             .iter()
-            .filter(|l| l.resolver == resolver && l.name == name)
+            .filter(|l| &l.resolver == resolver && l.name == name)
             .collect();
         if of_pair.iter().any(|l| l.failure.is_none()) {
             continue;
@@ -124,12 +358,16 @@ fn first_failure(lookups: &[DnsLookup]) -> Option<Failure> {
             .min_by_key(|l| severity_rank(l.failure.unwrap_or(Reason::DnsError)))?;
         let reason = worst.failure.unwrap_or(Reason::DnsError);
         let what = match worst.rcode {
-            Some(rc) => format!("{} with {} answers", rcode_name(rc), worst.answers),
+            Some(rc) => format!("{} with {} answers", rc.to_str(), worst.answers),
             None => format!("no answer ({})", reason.as_label()),
         };
         return Some(Failure::new(
             reason,
-            format!("resolver {resolver}: {name} {}: {what}", worst.rtype),
+            format!(
+                "resolver {}: {name} {}: {what}",
+                resolver.label(),
+                type_label(worst.rtype)
+            ),
         ));
     }
     None

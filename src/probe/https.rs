@@ -1,24 +1,72 @@
 //! The `https` probe: one GET of any URL, judged by its status code.
 
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use crate::config::HttpsSpec;
-use crate::failure::Reason;
-use crate::net::http::HttpClient;
-use crate::outcome::{Details, Failure, RunResult, Trace};
+use crate::config::base::{ConfigError, StatusSet, Text};
+use crate::failure::{Failure, Reason};
+use crate::net::http::{ConnSpec, HttpClient};
+use crate::net::target::Target;
+use crate::net::trace::Trace;
+use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, module_url};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttps {
+    url: Option<Spanned<Text>>,
+    valid_status_codes: Option<Vec<Spanned<Text>>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpsSpec {
+    pub target: Target,
+    pub valid: StatusSet,
+}
 
 #[derive(Debug)]
-pub struct HttpsProbe {
+pub struct Https {
     spec: HttpsSpec,
     client: HttpClient,
 }
 
-impl HttpsProbe {
-    pub fn new(spec: HttpsSpec, client: HttpClient) -> Self {
-        HttpsProbe { spec, client }
+impl Kind for Https {
+    const NAME: &'static str = "https";
+    const HTTP: bool = true;
+    const REASONS: &'static [Reason] = &[];
+    type Raw = RawHttps;
+    type Spec = HttpsSpec;
+    type Details = ();
+    type State = ();
+
+    fn validate(raw: &RawHttps, cx: &SectionCx<'_>) -> Result<HttpsSpec, ConfigError> {
+        Ok(HttpsSpec {
+            target: cx.url(Self::NAME, "url", &raw.url)?,
+            valid: cx
+                .cx
+                .status_set(&raw.valid_status_codes, StatusSet::range(200, 299))?,
+        })
     }
 
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
+    fn target(spec: &HttpsSpec) -> Option<&Target> {
+        Some(&spec.target)
+    }
+
+    fn retarget(spec: &HttpsSpec, target: &str) -> Result<HttpsSpec, String> {
+        Ok(HttpsSpec {
+            target: module_url(target)?,
+            ..spec.clone()
+        })
+    }
+
+    fn new(spec: &HttpsSpec, conn: &ConnSpec, deps: &Deps) -> Self {
+        Https {
+            spec: spec.clone(),
+            client: deps.http(conn),
+        }
+    }
+
+    async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<()> {
         match self
             .client
             .get(&self.spec.target, &[], trace, deadline)
@@ -30,7 +78,7 @@ impl HttpsProbe {
                 format!("{} answered {}", self.spec.target, resp.status),
             )
             .into(),
-            Ok(_) => RunResult::ok(Details::None),
+            Ok(_) => Outcome::passed(),
         }
     }
 }

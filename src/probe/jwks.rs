@@ -1,237 +1,253 @@
 //! The `jwks` probe: fetch a JWKS (Frontend API, Backend API with the secret key, any URL or
-//! via OIDC discovery), validate it as a verifier would need it, and compare it with a pinned
-//! copy. Freshness and rotation history are kept by the results store across runs.
+//! via OIDC discovery), validate it as a verifier would need it, compare it with a pinned
+//! copy, and keep what a verifier would have cached: the last good key set, its freshness
+//! and its rotations.
 
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
 
-use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
-use rustls::pki_types::SubjectPublicKeyInfoDer;
-use rustls::pki_types::pem::PemObject;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use crate::config::{JwksSource, JwksSpec, Target};
-use crate::failure::Reason;
-use crate::net::http::HttpClient;
-use crate::outcome::{Details, Failure, JwkInfo, JwksFetch, RunResult, Trace};
+use crate::config::base::{ConfigError, Text, non_empty};
+use crate::encode::{Encoder, Family, family, flag};
+use crate::failure::{Failure, Reason};
+use crate::jwk::{self, JwkInfo};
+use crate::net::http::{ConnSpec, HttpClient};
+use crate::net::target::Target;
+use crate::net::trace::Trace;
+use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View, module_url};
+use crate::probe::state::ProbeState;
+use crate::secret::Secret;
+
+family!(
+    JWKS_KEYS,
+    "authwatch_jwks_keys",
+    Gauge,
+    "Keys in the last successfully fetched JWKS."
+);
+family!(
+    JWKS_LAST_SUCCESS,
+    "authwatch_jwks_last_success_timestamp_seconds",
+    Gauge,
+    "Unix time of the last successful JWKS fetch."
+);
+family!(
+    JWKS_AGE,
+    "authwatch_jwks_age_seconds",
+    Gauge,
+    "Seconds since the last successful JWKS fetch (or since the probe was configured, if none succeeded yet), computed at scrape time."
+);
+family!(
+    JWKS_LAST_CHANGE,
+    "authwatch_jwks_last_change_timestamp_seconds",
+    Gauge,
+    "Unix time the key set last changed (first seen, then each rotation)."
+);
+family!(
+    JWKS_ROTATIONS,
+    "authwatch_jwks_rotations",
+    Counter,
+    "Changes of the key set seen since authwatch started."
+);
+family!(
+    JWKS_KEY_INFO,
+    "authwatch_jwks_key_info",
+    Gauge,
+    "One series per key of the last good JWKS (capped by max_keys)."
+);
+family!(
+    JWKS_PINNED_MISSING,
+    "authwatch_jwks_pinned_missing_kids",
+    Gauge,
+    "Live keys that the pinned JWKS/PEM copy does not contain."
+);
+family!(
+    JWKS_GROUP_AGREEMENT,
+    "authwatch_jwks_group_agreement",
+    Gauge,
+    "Whether the JWKS probes of a group publish the same kids (1) or not (0)."
+);
+
+/// Keys exported per probe unless `max_keys` says otherwise, and the most it may say.
+const DEFAULT_MAX_KEYS: usize = 16;
+const MAX_KEYS_CAP: usize = 256;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    source: Option<Spanned<Text>>,
+    url: Option<Spanned<Text>>,
+    pinned_file: Option<Text>,
+    group: Option<Text>,
+    max_keys: Option<usize>,
+}
+
+/// Where a JWKS comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    /// A plain GET of this URL.
+    Url(Target),
+    /// The Backend API: GET with the secret key as bearer; 401 means a bad key.
+    Backend(Target, Secret),
+    /// OIDC discovery document whose `jwks_uri` is then fetched.
+    Oidc(Target),
+}
+
+impl JwksSource {
+    pub fn target(&self) -> &Target {
+        match self {
+            JwksSource::Url(t) | JwksSource::Oidc(t) | JwksSource::Backend(t, _) => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksSpec {
+    pub source: JwksSource,
+    pub pinned_file: Option<PathBuf>,
+    pub group: Option<String>,
+    pub max_keys: usize,
+}
+
+/// A successfully fetched and validated key set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksFetch {
+    pub keys: Vec<JwkInfo>,
+    /// Live kids missing from the pinned copy, when one is configured.
+    pub pinned_missing: Option<usize>,
+}
+
+/// JWKS freshness, kept across runs and across failures.
+#[derive(Debug, Clone, Default)]
+pub struct JwksState {
+    /// The key set of the last successful fetch: what a verifier would have cached.
+    pub keys: Vec<JwkInfo>,
+    pub last_success: Option<SystemTime>,
+    pub last_change: Option<SystemTime>,
+    pub rotations: u64,
+    pub pinned_missing: Option<usize>,
+}
+
+impl JwksState {
+    /// Seconds since the last good fetch, or since the probe was configured when none
+    /// succeeded yet: a JWKS never fetched is as stale as the probe is old.
+    pub fn age(&self, created_at: SystemTime, now: SystemTime) -> f64 {
+        now.duration_since(self.last_success.unwrap_or(created_at))
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+/// A read handle to the key sets the JWKS probes last fetched (what the auth probe checks
+/// tokens against). The results store implements it.
+pub trait KeySource: std::fmt::Debug + Send + Sync {
+    /// The keys of the last good fetch of each named JWKS probe.
+    fn keys(&self, probes: &[String]) -> Vec<JwkInfo>;
+}
 
 #[derive(Debug)]
-pub struct JwksProbe {
+pub struct Jwks {
     spec: JwksSpec,
     client: HttpClient,
 }
 
-const MIN_RSA_BITS: u32 = 2048;
-const KNOWN_ALGS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-];
-
-fn b64url(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .ok()
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let first = b.iter().position(|x| *x != 0).unwrap_or(b.len());
-    &b[first..]
+/// Whether the JWKS probes of each group (with at least two members that have fetched keys)
+/// publish the same kids.
+pub fn group_agreement(probes: &[ProbeState]) -> BTreeMap<String, bool> {
+    agreement(
+        probes
+            .iter()
+            .filter_map(|p| p.view::<Jwks>())
+            .map(|v| (v.spec, v.kept)),
+    )
 }
 
-fn bit_len(b: &[u8]) -> u32 {
-    let b = strip_zeros(b);
-    match b.first() {
-        None => 0,
-        Some(top) => (b.len() as u32 - 1) * 8 + (8 - top.leading_zeros()),
+fn agreement<'a>(
+    probes: impl Iterator<Item = (&'a JwksSpec, &'a JwksState)>,
+) -> BTreeMap<String, bool> {
+    let mut groups: BTreeMap<&str, Vec<Vec<&str>>> = BTreeMap::new();
+    for (spec, kept) in probes {
+        if let (Some(g), Some(_)) = (&spec.group, kept.last_success) {
+            let mut kids: Vec<&str> = kept.keys.iter().map(|k| k.kid.as_str()).collect();
+            kids.sort_unstable();
+            groups.entry(g.as_str()).or_default().push(kids);
+        }
     }
+    groups
+        .into_iter()
+        .filter(|(_, sets)| sets.len() >= 2)
+        .map(|(g, sets)| (g.to_string(), sets.windows(2).all(|w| w[0] == w[1])))
+        .collect()
 }
 
-/// A fingerprint of key material that a JWK and a PEM of the same RSA key share.
-fn material(kty: &str, parts: &[&[u8]]) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    kty.hash(&mut h);
-    for p in parts {
-        strip_zeros(p).hash(&mut h);
-    }
-    h.finish()
-}
-
-fn str_field<'a>(key: &'a Value, name: &str) -> Result<Option<&'a str>, String> {
-    match key.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(format!("field {name} is not a string")),
-    }
-}
-
-/// Validates one JWK. Errors say what is wrong without quoting key material.
-fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
-    let bad = |msg: String| Failure::new(Reason::JwksInvalidKey, format!("key #{index}: {msg}"));
-    if !key.is_object() {
-        return Err(bad("not a JSON object".into()));
-    }
-    let kty = str_field(key, "kty")
-        .map_err(bad)?
-        .ok_or_else(|| bad("missing kty".into()))?;
-    let kid = str_field(key, "kid")
-        .map_err(bad)?
-        .ok_or_else(|| bad("missing kid".into()))?;
-    let alg = str_field(key, "alg").map_err(bad)?.unwrap_or("");
-    let use_ = str_field(key, "use").map_err(bad)?.unwrap_or("");
-    if !alg.is_empty() && !KNOWN_ALGS.contains(&alg) {
-        return Err(bad(format!("unsupported alg {alg:?}")));
-    }
-    if !use_.is_empty() && use_ != "sig" {
-        return Err(bad(format!("use is {use_:?}, not \"sig\"")));
-    }
-    let field = |name: &str| -> Result<Vec<u8>, Failure> {
-        let s = str_field(key, name)
-            .map_err(bad)?
-            .ok_or_else(|| bad(format!("missing {name}")))?;
-        b64url(s).ok_or_else(|| bad(format!("{name} is not base64url")))
+fn source(raw: &RawJwks, cx: &SectionCx<'_>) -> Result<JwksSource, ConfigError> {
+    let name = raw
+        .source
+        .as_ref()
+        .map(|s| s.value.0.as_str())
+        .unwrap_or("url");
+    let at = |m: String| match &raw.source {
+        Some(s) => cx.cx.at(s, m),
+        None => cx.err(m),
     };
-    let mut rsa = None;
-    let (bits, fingerprint) = match kty {
-        "RSA" => {
-            let n = field("n")?;
-            let e = field("e")?;
-            let bits = bit_len(&n);
-            if bits < MIN_RSA_BITS {
-                return Err(bad(format!(
-                    "RSA modulus is {bits} bits, below {MIN_RSA_BITS}"
-                )));
-            }
-            if bit_len(&e) == 0 {
-                return Err(bad("RSA exponent is zero".into()));
-            }
-            if !(alg.is_empty() || alg.starts_with("RS") || alg.starts_with("PS")) {
-                return Err(bad(format!("alg {alg} does not fit kty RSA")));
-            }
-            let fingerprint = material("RSA", &[&n]);
-            rsa = Some((strip_zeros(&n).to_vec(), strip_zeros(&e).to_vec()));
-            (bits, fingerprint)
+    if raw.url.is_some() && matches!(name, "frontend" | "backend") {
+        return Err(at(format!(
+            "jwks: source {name} derives its URL; remove url"
+        )));
+    }
+    // A module sends its request to whatever target the caller names: it must never carry
+    // the secret key, and has no Clerk host to derive a URL from.
+    if cx.module && matches!(name, "frontend" | "backend") {
+        return Err(at(format!(
+            "jwks: a module cannot use source {name}; use url or oidc"
+        )));
+    }
+    match name {
+        "url" => Ok(JwksSource::Url(cx.url("jwks", "url", &raw.url)?)),
+        "oidc" => Ok(JwksSource::Oidc(cx.url(
+            "jwks (source oidc)",
+            "url",
+            &raw.url,
+        )?)),
+        "frontend" => {
+            let host =
+                cx.clerk.fapi_host.clone().ok_or_else(|| {
+                    at("jwks: source frontend needs clerk.publishable_key".into())
+                })?;
+            Ok(JwksSource::Url(Target {
+                https: true,
+                host,
+                port: 443,
+                path: "/.well-known/jwks.json".into(),
+            }))
         }
-        "EC" => {
-            let crv = str_field(key, "crv").map_err(bad)?.unwrap_or("");
-            let bits = match crv {
-                "P-256" => 256,
-                "P-384" => 384,
-                "P-521" => 521,
-                other => return Err(bad(format!("unsupported EC curve {other:?}"))),
-            };
-            let (x, y) = (field("x")?, field("y")?);
-            (bits, material("EC", &[&x, &y]))
+        "backend" => {
+            let secret = cx.clerk.secret.clone().ok_or_else(|| {
+                at("jwks: source backend needs clerk.secret_key or clerk.secret_key_file".into())
+            })?;
+            Ok(JwksSource::Backend(
+                cx.clerk.api_url.join("/v1/jwks"),
+                secret,
+            ))
         }
-        "OKP" => {
-            let x = field("x")?;
-            (256, material("OKP", &[&x]))
-        }
-        other => return Err(bad(format!("unsupported kty {other:?}"))),
-    };
-    Ok(JwkInfo {
-        kid: kid.to_string(),
-        kty: kty.to_string(),
-        alg: alg.to_string(),
-        use_: use_.to_string(),
-        bits,
-        material: fingerprint,
-        rsa,
-    })
+        other => Err(at(format!(
+            "jwks: unknown source {other:?}: use url, frontend, backend or oidc"
+        ))),
+    }
 }
 
-/// Parses and validates a JWKS document.
-pub fn parse_jwks(body: &[u8]) -> Result<Vec<JwkInfo>, Failure> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| {
-        let looks_html = body.iter().take(512).any(|b| *b == b'<');
-        Failure::new(
-            Reason::BodyInvalid,
-            if looks_html {
-                "JWKS response is HTML, not JSON (a captive portal or proxy error page?)"
-                    .to_string()
-            } else {
-                format!("JWKS response is not JSON: {e}")
-            },
-        )
-    })?;
-    let keys = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Failure::new(Reason::BodyInvalid, "JWKS has no \"keys\" array"))?;
-    if keys.is_empty() {
-        return Err(Failure::new(Reason::JwksNoKeys, "JWKS \"keys\" is empty"));
-    }
-    let mut out = Vec::with_capacity(keys.len());
-    let mut kids = HashSet::new();
-    for (i, k) in keys.iter().enumerate() {
-        let info = parse_key(k, i)?;
-        if !kids.insert(info.kid.clone()) {
-            return Err(Failure::new(
-                Reason::JwksDuplicateKid,
-                format!("kid {:?} appears more than once", info.kid),
-            ));
-        }
-        out.push(info);
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// A pinned key: its kid when the pin is a JWKS, and its material.
-#[derive(Debug)]
-struct Pinned {
-    kid: Option<String>,
-    material: u64,
-}
-
-fn load_pinned(text: &[u8]) -> Result<Vec<Pinned>, String> {
-    if let Ok(keys) = parse_jwks(text) {
-        return Ok(keys
-            .into_iter()
-            .map(|k| Pinned {
-                kid: Some(k.kid),
-                material: k.material,
-            })
-            .collect());
-    }
-    let mut out = Vec::new();
-    for spki in SubjectPublicKeyInfoDer::pem_slice_iter(text).flatten() {
-        let Ok((_, parsed)) =
-            <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(
-                spki.as_ref(),
-            )
-        else {
-            continue;
-        };
-        if let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = parsed.parsed() {
-            out.push(Pinned {
-                kid: None,
-                material: material("RSA", &[rsa.modulus]),
-            });
-        }
-    }
-    if out.is_empty() {
-        return Err("pinned file is neither a valid JWKS nor PEM RSA public keys".into());
-    }
-    Ok(out)
-}
-
-/// Live keys that the pinned copy does not cover (same material, and same kid when known).
-fn missing_from_pin(live: &[JwkInfo], pinned: &[Pinned]) -> usize {
-    live.iter()
-        .filter(|k| {
-            !pinned.iter().any(|p| {
-                p.material == k.material && p.kid.as_deref().is_none_or(|kid| kid == k.kid)
-            })
-        })
-        .count()
-}
-
-impl JwksProbe {
-    pub fn new(spec: JwksSpec, client: HttpClient) -> Self {
-        JwksProbe { spec, client }
-    }
-
+impl Jwks {
     async fn fetch(
         &self,
         target: &Target,
@@ -256,13 +272,6 @@ impl JwksProbe {
             ));
         }
         Ok(resp.body.to_vec())
-    }
-
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
-        match self.run_inner(trace, deadline).await {
-            Ok(fetch) => RunResult::ok(Details::Jwks(fetch)),
-            Err(f) => f.into(),
-        }
     }
 
     async fn run_inner(&self, trace: &Trace, deadline: Instant) -> Result<JwksFetch, Failure> {
@@ -297,7 +306,7 @@ impl JwksProbe {
                 self.fetch(&jwks_target, &[], trace, deadline).await?
             }
         };
-        let keys = parse_jwks(&body)?;
+        let keys = jwk::parse_jwks(&body)?;
         let pinned_missing = match &self.spec.pinned_file {
             None => None,
             Some(path) => {
@@ -308,8 +317,8 @@ impl JwksProbe {
                     )
                 })?;
                 let pinned =
-                    load_pinned(&text).map_err(|e| Failure::new(Reason::BodyInvalid, e))?;
-                Some(missing_from_pin(&keys, &pinned))
+                    jwk::load_pinned(&text).map_err(|e| Failure::new(Reason::BodyInvalid, e))?;
+                Some(jwk::missing_from_pin(&keys, &pinned))
             }
         };
         Ok(JwksFetch {
@@ -319,58 +328,189 @@ impl JwksProbe {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Kind for Jwks {
+    const NAME: &'static str = "jwks";
+    const HTTP: bool = true;
+    const REASONS: &'static [Reason] = &[
+        Reason::BodyInvalid,
+        Reason::JwksNoKeys,
+        Reason::JwksInvalidKey,
+        Reason::JwksDuplicateKid,
+        Reason::AuthSecretKeyInvalid,
+    ];
+    const FAMILIES: &'static [&'static Family] = &[
+        &JWKS_KEYS,
+        &JWKS_LAST_SUCCESS,
+        &JWKS_AGE,
+        &JWKS_LAST_CHANGE,
+        &JWKS_ROTATIONS,
+        &JWKS_KEY_INFO,
+        &JWKS_PINNED_MISSING,
+        &JWKS_GROUP_AGREEMENT,
+    ];
+    type Raw = RawJwks;
+    type Spec = JwksSpec;
+    type Details = JwksFetch;
+    type State = JwksState;
 
-    fn n_of(bits: usize) -> String {
-        let mut n = vec![0x5au8; bits / 8];
-        n[0] = 0xc1;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n)
+    fn validate(raw: &RawJwks, cx: &SectionCx<'_>) -> Result<JwksSpec, ConfigError> {
+        let source = source(raw, cx)?;
+        let pinned_file = non_empty(&raw.pinned_file).map(PathBuf::from);
+        if let Some(pf) = &pinned_file
+            && !pf.is_file()
+        {
+            return Err(cx.err(format!("jwks: pinned_file {} does not exist", pf.display())));
+        }
+        Ok(JwksSpec {
+            source,
+            pinned_file,
+            group: non_empty(&raw.group),
+            max_keys: raw.max_keys.unwrap_or(DEFAULT_MAX_KEYS).min(MAX_KEYS_CAP),
+        })
     }
 
-    fn jwks(keys: &[(&str, usize)]) -> Vec<u8> {
-        let keys: Vec<Value> = keys
+    fn target(spec: &JwksSpec) -> Option<&Target> {
+        Some(spec.source.target())
+    }
+
+    fn retarget(spec: &JwksSpec, target: &str) -> Result<JwksSpec, String> {
+        let t = module_url(target)?;
+        let source = match &spec.source {
+            JwksSource::Oidc(_) => JwksSource::Oidc(t),
+            JwksSource::Url(_) => JwksSource::Url(t),
+            JwksSource::Backend(..) => return Err("a backend JWKS cannot be retargeted".into()),
+        };
+        Ok(JwksSpec {
+            source,
+            ..spec.clone()
+        })
+    }
+
+    fn new(spec: &JwksSpec, conn: &ConnSpec, deps: &Deps) -> Self {
+        Jwks {
+            spec: spec.clone(),
+            client: deps.http(conn),
+        }
+    }
+
+    async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<JwksFetch> {
+        match self.run_inner(trace, deadline).await {
+            Ok(fetch) => Outcome::ok(fetch),
+            Err(f) => f.into(),
+        }
+    }
+
+    fn record(kept: &mut JwksState, fetch: Option<&JwksFetch>, ok: bool, now: SystemTime) {
+        let Some(fetch) = fetch.filter(|_| ok) else {
+            return;
+        };
+        if kept.last_success.is_none() {
+            kept.last_change = Some(now);
+        } else if kept.keys != fetch.keys {
+            kept.last_change = Some(now);
+            kept.rotations += 1;
+        }
+        kept.keys = fetch.keys.clone();
+        kept.last_success = Some(now);
+        kept.pinned_missing = fetch.pinned_missing;
+    }
+
+    fn render(e: &mut Encoder, views: &[View<'_, Self>], now: SystemTime) {
+        let fetched: Vec<&View<'_, Self>> = views
             .iter()
-            .map(|(kid, bits)| {
-                serde_json::json!({"kty":"RSA","kid":kid,"use":"sig","alg":"RS256","n":n_of(*bits),"e":"AQAB"})
-            })
+            .filter(|v| v.kept.last_success.is_some())
             .collect();
-        serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
+        type Get = fn(&JwksState) -> f64;
+        let simple: [(&Family, Get); 2] = [
+            (&JWKS_KEYS, |k| k.keys.len() as f64),
+            (&JWKS_LAST_SUCCESS, |k| {
+                k.last_success.map(unix).unwrap_or(0.0)
+            }),
+        ];
+        for (f, get) in simple {
+            e.header(f);
+            for v in &fetched {
+                e.sample(f, &v.labels(), get(v.kept));
+            }
+        }
+        e.header(&JWKS_AGE);
+        for v in views.iter().filter(|v| v.probe.ran()) {
+            e.sample(&JWKS_AGE, &v.labels(), v.kept.age(v.probe.created_at, now));
+        }
+        let changes: [(&Family, Get); 2] = [
+            (&JWKS_LAST_CHANGE, |k| {
+                k.last_change.map(unix).unwrap_or(0.0)
+            }),
+            (&JWKS_ROTATIONS, |k| k.rotations as f64),
+        ];
+        for (f, get) in changes {
+            e.header(f);
+            for v in &fetched {
+                e.sample(f, &v.labels(), get(v.kept));
+            }
+        }
+        e.header(&JWKS_KEY_INFO);
+        for v in &fetched {
+            let [a, b] = v.labels();
+            for k in v.kept.keys.iter().take(v.spec.max_keys) {
+                let bits = k.bits.to_string();
+                let labels = [
+                    a,
+                    b,
+                    ("kid", k.kid.as_str()),
+                    ("kty", k.kty.as_str()),
+                    ("alg", k.alg.as_str()),
+                    ("use", k.use_.as_str()),
+                    ("bits", bits.as_str()),
+                ];
+                e.sample(&JWKS_KEY_INFO, &labels, 1.0);
+            }
+        }
+        e.header(&JWKS_PINNED_MISSING);
+        for v in &fetched {
+            if let Some(n) = v.kept.pinned_missing {
+                e.sample(&JWKS_PINNED_MISSING, &v.labels(), n as f64);
+            }
+        }
+        e.header(&JWKS_GROUP_AGREEMENT);
+        for (group, agree) in agreement(views.iter().map(|v| (v.spec, v.kept))) {
+            e.sample(
+                &JWKS_GROUP_AGREEMENT,
+                &[("group", group.as_str())],
+                flag(agree),
+            );
+        }
     }
 
-    #[test]
-    fn validates_shapes() {
-        let ok = parse_jwks(&jwks(&[("ins_1", 2048)])).unwrap();
-        assert_eq!(ok[0].bits, 2048);
-        assert_eq!(
-            parse_jwks(&jwks(&[("a", 1024)])).unwrap_err().reason,
-            Reason::JwksInvalidKey
+    fn status(view: &View<'_, Self>, now: SystemTime) -> KindStatus {
+        let k = view.kept;
+        let kids: Vec<String> = k.keys.iter().map(|k| k.kid.clone()).collect();
+        let age = k.age(view.probe.created_at, now);
+        let mut s = KindStatus::default();
+        s.json.insert(
+            "jwks".into(),
+            json!({
+                "kids": kids,
+                "age_seconds": age,
+                "last_success": k.last_success.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                "rotations": k.rotations,
+                "pinned_missing": k.pinned_missing,
+            }),
         );
-        assert_eq!(
-            parse_jwks(&jwks(&[("a", 2048), ("a", 2048)]))
-                .unwrap_err()
-                .reason,
-            Reason::JwksDuplicateKid
-        );
-        assert_eq!(
-            parse_jwks(br#"{"keys":[]}"#).unwrap_err().reason,
-            Reason::JwksNoKeys
-        );
-        assert_eq!(
-            parse_jwks(b"<html>portal</html>").unwrap_err().reason,
-            Reason::BodyInvalid
-        );
-        assert_eq!(
-            parse_jwks(br#"{"nokeys":1}"#).unwrap_err().reason,
-            Reason::BodyInvalid
-        );
+        s.note = Some(format!(
+            "kids {} · age {age:.0} s · {} rotations",
+            if kids.is_empty() {
+                "none".to_string()
+            } else {
+                kids.join(", ")
+            },
+            k.rotations
+        ));
+        s
     }
 
-    #[test]
-    fn pinned_jwks_coverage() {
-        let live = parse_jwks(&jwks(&[("ins_1", 2048), ("ins_2", 2048)])).unwrap();
-        let pinned = load_pinned(&jwks(&[("ins_1", 2048)])).unwrap();
-        assert_eq!(missing_from_pin(&live, &pinned), 1);
+    fn blackbox(e: &mut Encoder, fetch: &JwksFetch) {
+        e.header(&JWKS_KEYS);
+        e.sample(&JWKS_KEYS, &[], fetch.keys.len() as f64);
     }
 }

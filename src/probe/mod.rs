@@ -1,6 +1,6 @@
-//! Probe kinds behind one interface: run once against a deadline, filling a trace and
-//! returning a failure reason (if any) and kind-specific details. A new kind is one file
-//! and one arm in `Probe::new` / `Probe::run`.
+//! The registry of probe kinds: one line per kind below, from which `kind::kinds!` makes
+//! the kind enums, the raw config entries and the dispatch to each kind's file. Adding a kind
+//! is a new file implementing `kind::Kind` plus one line here.
 
 pub mod api_health;
 pub mod auth;
@@ -8,94 +8,105 @@ pub mod clock;
 pub mod dns;
 pub mod https;
 pub mod jwks;
+pub mod kind;
+pub mod state;
 
-use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
-use crate::config::{ConnSpec, ProbeSettings, ProbeSpec, TokenSource};
-use crate::net::http::HttpClient;
-use crate::net::resolve::{Resolver, SystemFiles};
-use crate::net::tls::TrustCache;
-use crate::outcome::{RunResult, Trace};
-use crate::store::Store;
+use crate::config::base::{ConfigError, Role, Text, de_duration};
+use crate::config::connection::RawConnection;
+use crate::encode::{Encoder, Family};
+use crate::failure::{Failure, Reason};
+use crate::net::http::ConnSpec;
+use crate::net::target::Target;
+use crate::net::trace::{Phase, Trace};
+use kind::{Deps, Kind, KindStatus, SectionCx, View, kinds, reasons_of};
+use state::ProbeState;
 
-/// What every probe shares: the system files, the trust store, and the results store (the
-/// auth probe checks tokens against the keys the JWKS probes fetched).
-#[derive(Debug, Clone)]
-pub struct Shared {
-    pub files: SystemFiles,
-    pub trust: Arc<TrustCache>,
-    pub store: Arc<Store>,
+kinds! {
+    dns: Dns => dns::Dns,
+    https: Https => https::Https,
+    jwks: Jwks => jwks::Jwks,
+    api_health: ApiHealth => api_health::ApiHealth,
+    clock: Clock => clock::Clock,
+    auth: Auth => auth::Auth,
+}
+
+/// One validated probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    pub name: String,
+    pub role: Role,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub settings: Spec,
+    /// The connection of HTTP-based kinds (defaults for the others).
+    pub conn: ConnSpec,
+}
+
+impl ProbeSpec {
+    pub fn kind(&self) -> KindId {
+        self.settings.kind()
+    }
+}
+
+impl KindId {
+    /// The role of a probe of this kind whose config sets none.
+    pub fn role_by_default(self) -> Role {
+        self.default_role()
+    }
+
+    /// Whether a `/probe` module may be of this kind.
+    pub fn module_allowed(self) -> bool {
+        self.can_be_module()
+    }
+}
+
+/// Links every probe to the others (the auth probe to the JWKS probes it checks against).
+pub fn link(probes: &mut [ProbeSpec]) -> Result<(), String> {
+    let all: Vec<(String, KindId)> = probes.iter().map(|p| (p.name.clone(), p.kind())).collect();
+    for p in probes.iter_mut() {
+        p.settings
+            .link(&all)
+            .map_err(|e| format!("probe {:?}: {e}", p.name))?;
+    }
+    Ok(())
+}
+
+fn exactly_one(what: &str, cx: &SectionCx<'_>, set: &[(KindId, bool)]) -> Result<(), ConfigError> {
+    if set.iter().filter(|(_, s)| *s).count() == 1 {
+        return Ok(());
+    }
+    let names: Vec<&str> = set.iter().map(|(k, _)| k.as_label()).collect();
+    Err(cx.err(format!(
+        "{what} must have exactly one of: {}",
+        names.join(", ")
+    )))
 }
 
 /// A configured probe, ready to run.
 #[derive(Debug)]
 pub struct Probe {
     pub spec: ProbeSpec,
-    imp: Impl,
+    imp: Runner,
 }
 
-#[derive(Debug)]
-enum Impl {
-    Dns(dns::DnsProbe),
-    Https(https::HttpsProbe),
-    Jwks(jwks::JwksProbe),
-    ApiHealth(api_health::ApiHealthProbe),
-    Clock(clock::ClockProbe),
-    /// Boxed: it carries an RSA key and is much larger than the other kinds.
-    Auth(Box<auth::AuthProbe>),
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub details: Option<Details>,
+    pub failure: Option<Failure>,
 }
 
-impl Probe {
-    pub fn new(spec: ProbeSpec, shared: &Shared) -> Probe {
-        let client_for = |conn: &ConnSpec| {
-            HttpClient::new(
-                conn.clone(),
-                Resolver {
-                    spec: conn.resolver.clone(),
-                    files: shared.files.clone(),
-                },
-                shared.trust.clone(),
-            )
-        };
-        let client = || client_for(&spec.conn);
-        let imp = match &spec.settings {
-            ProbeSettings::Dns(d) => Impl::Dns(dns::DnsProbe::new(d.clone(), shared.files.clone())),
-            ProbeSettings::Https(h) => Impl::Https(https::HttpsProbe::new(h.clone(), client())),
-            ProbeSettings::Jwks(j) => Impl::Jwks(jwks::JwksProbe::new(j.clone(), client())),
-            ProbeSettings::ApiHealth(a) => {
-                Impl::ApiHealth(api_health::ApiHealthProbe::new(a.clone(), client()))
-            }
-            ProbeSettings::Clock(c) => Impl::Clock(clock::ClockProbe::new(c.clone(), client())),
-            ProbeSettings::Auth(a) => {
-                let mint = match &a.source {
-                    TokenSource::Backend { conn, .. } => Some(client_for(conn)),
-                    _ => None,
-                };
-                Impl::Auth(Box::new(auth::AuthProbe::new(
-                    a.clone(),
-                    client(),
-                    mint,
-                    shared.store.clone(),
-                )))
-            }
-        };
-        Probe { spec, imp }
-    }
-
-    /// Runs once. The caller enforces `deadline` by dropping the future; the trace says how
-    /// far the run got.
-    pub async fn run(&self, trace: &Trace, deadline: Instant) -> RunResult {
-        match &self.imp {
-            Impl::Dns(p) => p.run(trace, deadline).await,
-            Impl::Https(p) => p.run(trace, deadline).await,
-            Impl::Jwks(p) => p.run(trace, deadline).await,
-            Impl::ApiHealth(p) => p.run(trace, deadline).await,
-            Impl::Clock(p) => p.run(trace, deadline).await,
-            // Boxed: the auth run's future is four times any other kind's, and every probe
-            // task would otherwise carry that much for its whole life.
-            Impl::Auth(p) => Box::pin(p.run(trace, deadline)).await,
+impl RunResult {
+    pub fn failed(failure: Failure) -> Self {
+        RunResult {
+            details: None,
+            failure: Some(failure),
         }
     }
 }

@@ -166,6 +166,23 @@ impl Encoder {
     }
 }
 
+/// 1.0 for true, 0.0 for false: the value of a boolean gauge.
+pub fn flag(b: bool) -> f64 {
+    f64::from(u8::from(b))
+}
+
+/// Declares a metric family constant: `family!(ID, "name", Gauge, "help");`.
+macro_rules! family {
+    ($id:ident, $name:literal, $ty:ident, $help:literal) => {
+        pub const $id: $crate::encode::Family = $crate::encode::Family {
+            name: $name,
+            help: $help,
+            ty: $crate::encode::MetricType::$ty,
+        };
+    };
+}
+pub(crate) use family;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,223 @@
+//! The `connection` section every HTTP-based kind takes: resolver, address family, proxy
+//! (explicit or from `HTTPS_PROXY`/`NO_PROXY`), body limit, headers and TLS settings.
+//!
+//! The environment is read once, at load: a `/probe` module decides its proxy per request
+//! from that snapshot, so a request never reads the environment.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::config::base::{ConfigError, Cx, Pos, Text};
+use crate::net::http::{ConnSpec, ProxyChoice, ProxySpec};
+use crate::net::resolve::{IpFamily, ResolverSpec};
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    resolver: Option<Spanned<Text>>,
+    ip_family: Option<Spanned<Text>>,
+    proxy_url: Option<Spanned<Text>>,
+    proxy_from_env: Option<bool>,
+    body_limit_bytes: Option<u64>,
+    headers: Option<BTreeMap<String, Text>>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<Text>,
+    server_name: Option<Text>,
+}
+
+/// The proxy variables as they were at load, per scheme.
+#[derive(Debug, Clone, PartialEq)]
+struct EnvProxies {
+    https: Option<String>,
+    http: Option<String>,
+    no_proxy: String,
+}
+
+/// How a connection picks its proxy once the target is known.
+#[derive(Debug, Clone, PartialEq)]
+enum ProxyRule {
+    Fixed(ProxyChoice),
+    FromEnv(EnvProxies),
+}
+
+/// A validated `connection` section whose proxy is decided per target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnPlan {
+    base: ConnSpec,
+    rule: ProxyRule,
+}
+
+/// `NO_PROXY` matching as curl and Go do it: `*`, exact hosts, and domain suffixes with or
+/// without a leading dot; a port on an entry is ignored.
+fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
+    no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.trim_start_matches("*.").trim_start_matches('.');
+            let entry = entry.split(':').next().unwrap_or(entry);
+            host == entry || host.ends_with(&format!(".{entry}"))
+        })
+}
+
+fn from_env(cx: &Cx, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| (cx.env)(n).filter(|v| !v.is_empty()))
+}
+
+impl ConnPlan {
+    /// The connection for a target host and scheme. An unusable proxy variable is an error
+    /// only for targets that would use it.
+    pub fn for_target(&self, host: &str, https: bool) -> Result<ConnSpec, String> {
+        let proxy = match &self.rule {
+            ProxyRule::Fixed(p) => p.clone(),
+            ProxyRule::FromEnv(env) => {
+                let url = if https { &env.https } else { &env.http };
+                match url {
+                    Some(url) if !no_proxy_matches(&env.no_proxy, host) => {
+                        let url = if url.contains("://") {
+                            url.clone()
+                        } else {
+                            format!("http://{url}")
+                        };
+                        ProxyChoice::Proxy(
+                            ProxySpec::parse(&url)
+                                .map_err(|e| format!("proxy from the environment: {e}"))?,
+                        )
+                    }
+                    _ => ProxyChoice::Direct,
+                }
+            }
+        };
+        Ok(ConnSpec {
+            proxy,
+            ..self.base.clone()
+        })
+    }
+}
+
+impl RawConnection {
+    /// Validates the section; `pos` locates errors that have no position of their own.
+    pub fn plan(&self, cx: &Cx, pos: Pos, global_body_limit: u64) -> Result<ConnPlan, ConfigError> {
+        let resolver = match &self.resolver {
+            None => ResolverSpec::System,
+            Some(r) => ResolverSpec::parse(&r.value.0).map_err(|e| cx.at(r, e))?,
+        };
+        let ip_family = match &self.ip_family {
+            None => IpFamily::Dual,
+            Some(f) => IpFamily::parse(&f.value.0).map_err(|e| cx.at(f, e))?,
+        };
+        let rule = match &self.proxy_url {
+            Some(p) if !p.value.0.is_empty() => ProxyRule::Fixed(ProxyChoice::Proxy(
+                ProxySpec::parse(&p.value.0).map_err(|e| cx.at(p, e))?,
+            )),
+            _ if self.proxy_from_env.unwrap_or(true) => ProxyRule::FromEnv(EnvProxies {
+                https: from_env(
+                    cx,
+                    &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"],
+                ),
+                http: from_env(cx, &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]),
+                no_proxy: ["NO_PROXY", "no_proxy"]
+                    .iter()
+                    .find_map(|n| (cx.env)(n))
+                    .unwrap_or_default(),
+            }),
+            _ => ProxyRule::Fixed(ProxyChoice::Direct),
+        };
+        let mut headers = Vec::new();
+        for (k, v) in self.headers.iter().flatten() {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(&v.0).is_err()
+            {
+                return Err(cx.err(pos, format!("invalid HTTP header {k:?}")));
+            }
+            headers.push((k.clone(), v.0.clone()));
+        }
+        let tls = self.tls.clone().unwrap_or_default();
+        let ca_file = tls
+            .ca_file
+            .filter(|t| !t.0.is_empty())
+            .map(|t| PathBuf::from(t.0));
+        if let Some(p) = &ca_file
+            && !p.is_file()
+        {
+            return Err(cx.err(pos, format!("tls.ca_file {} does not exist", p.display())));
+        }
+        Ok(ConnPlan {
+            base: ConnSpec {
+                resolver,
+                ip_family,
+                proxy: ProxyChoice::Direct,
+                body_limit: self.body_limit_bytes.unwrap_or(global_body_limit),
+                headers,
+                ca_file,
+                server_name: tls.server_name.map(|t| t.0).filter(|s| !s.is_empty()),
+            },
+            rule,
+        })
+    }
+
+    /// Validates the section and decides the proxy for a known target at once.
+    pub fn for_target(
+        &self,
+        cx: &Cx,
+        pos: Pos,
+        global_body_limit: u64,
+        host: &str,
+        https: bool,
+    ) -> Result<ConnSpec, ConfigError> {
+        self.plan(cx, pos, global_body_limit)?
+            .for_target(host, https)
+            .map_err(|e| cx.err(pos, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_rules() {
+        assert!(no_proxy_matches("localhost,.clerk.com", "api.clerk.com"));
+        assert!(no_proxy_matches("clerk.com", "clerk.com"));
+        assert!(!no_proxy_matches("clerk.com", "notclerk.com"));
+        assert!(no_proxy_matches("*", "x"));
+    }
+
+    #[test]
+    fn module_proxy_is_decided_per_target_from_the_load_time_environment() {
+        let env = |k: &str| match k {
+            "HTTPS_PROXY" => Some("127.0.0.1:3128".to_string()),
+            "NO_PROXY" => Some(".internal".to_string()),
+            _ => None,
+        };
+        let cx = Cx {
+            file: "t",
+            env: &env,
+        };
+        let plan = RawConnection::default()
+            .plan(&cx, Pos::default(), 1)
+            .unwrap();
+        let proxied = plan.for_target("clerk.com", true).unwrap();
+        assert!(matches!(proxied.proxy, ProxyChoice::Proxy(ref p) if p.port == 3128));
+        let direct = plan.for_target("db.internal", true).unwrap();
+        assert_eq!(direct.proxy, ProxyChoice::Direct);
+        assert_eq!(
+            plan.for_target("clerk.com", false).unwrap().proxy,
+            ProxyChoice::Direct
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! What one probe keeps: its latest run, its counters and duration histogram, the last TLS
+//! chain it saw, and its kind's own state, with the accessors every reader uses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::base::Role;
+use crate::failure::Reason;
+use crate::net::http::ProxyChoice;
+use crate::net::tls::TlsInfo;
+use crate::net::trace::TraceData;
+use crate::probe::kind::View;
+use crate::probe::{Details, Kept, KindId, Member, ProbeSpec, RunResult};
+
+/// Upper bounds of the run-duration histogram, in seconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; DURATION_BUCKETS.len()];
+        }
+        for (i, b) in DURATION_BUCKETS.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// The latest completed run.
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    pub failure: Option<Reason>,
+    pub message: String,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+    pub trace: TraceData,
+    pub details: Option<Details>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeState {
+    pub spec: Arc<ProbeSpec>,
+    /// When the probe was configured (a JWKS never fetched is as stale as this is old).
+    pub created_at: SystemTime,
+    pub runs: u64,
+    pub failures: BTreeMap<Reason, u64>,
+    pub durations: Histogram,
+    pub last: Option<LastRun>,
+    pub last_success: Option<SystemTime>,
+    /// The chain seen by the last run that got one: a run failing before TLS says nothing
+    /// about the certificate, so its expiry stays known (and alerts on it do not flap).
+    pub last_tls: Option<TlsInfo>,
+    pub kept: Kept,
+}
+
+impl ProbeState {
+    pub fn new(spec: &ProbeSpec) -> Self {
+        ProbeState {
+            kept: Kept::new(spec.kind()),
+            spec: Arc::new(spec.clone()),
+            created_at: SystemTime::now(),
+            runs: 0,
+            failures: BTreeMap::new(),
+            durations: Histogram::default(),
+            last: None,
+            last_success: None,
+            last_tls: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn kind(&self) -> KindId {
+        self.spec.kind()
+    }
+
+    pub fn role(&self) -> Role {
+        self.spec.role
+    }
+
+    /// Whether the probe goes through an HTTP proxy (then connect failures are the proxy's).
+    pub fn proxied(&self) -> bool {
+        matches!(self.spec.conn.proxy, ProxyChoice::Proxy(_))
+    }
+
+    /// The `probe` and `kind` labels of its series.
+    pub fn labels(&self) -> [(&'static str, &str); 2] {
+        [
+            ("probe", self.spec.name.as_str()),
+            ("kind", self.kind().as_label()),
+        ]
+    }
+
+    /// Whether the probe has finished a run.
+    pub fn ran(&self) -> bool {
+        self.last.is_some()
+    }
+
+    /// The reason of the latest run, if it failed.
+    pub fn failure(&self) -> Option<Reason> {
+        self.last.as_ref().and_then(|l| l.failure)
+    }
+
+    /// The latest run finished and succeeded.
+    pub fn passing(&self) -> bool {
+        self.ran() && self.failure().is_none()
+    }
+
+    /// The trace of the latest run.
+    pub fn trace(&self) -> Option<&TraceData> {
+        self.last.as_ref().map(|l| &l.trace)
+    }
+
+    /// The clock offset the latest run measured.
+    pub fn clock_offset(&self) -> Option<f64> {
+        self.trace().and_then(|t| t.clock_offset)
+    }
+
+    /// What the latest run of a kind-`K` probe found.
+    pub fn details<K: Member>(&self) -> Option<&K::Details> {
+        self.last
+            .as_ref()
+            .and_then(|l| l.details.as_ref())
+            .and_then(K::details_of)
+    }
+
+    /// What a kind-`K` probe keeps across runs.
+    pub fn kept<K: Member>(&self) -> Option<&K::State> {
+        K::kept_of(&self.kept)
+    }
+
+    /// The probe as a kind-`K` renderer sees it, if it is of kind `K`.
+    pub fn view<K: Member>(&self) -> Option<View<'_, K>> {
+        Some(View {
+            probe: self,
+            spec: K::spec_of(&self.spec.settings)?,
+            kept: K::kept_of(&self.kept)?,
+            details: self.details::<K>(),
+        })
+    }
+
+    /// Folds a finished run into the state. Returns the previous failure state when it
+    /// changed (`Some(None)` = was healthy), so the caller can log once per transition.
+    pub fn record(
+        &mut self,
+        result: RunResult,
+        trace: TraceData,
+        duration: Duration,
+        now: SystemTime,
+    ) -> Option<Option<Reason>> {
+        let previous = self.last.as_ref().map(|l| l.failure);
+        let failure = result.failure.as_ref().map(|f| f.reason);
+        self.runs += 1;
+        if let Some(r) = failure {
+            *self.failures.entry(r).or_default() += 1;
+        } else {
+            self.last_success = Some(now);
+        }
+        self.durations.observe(duration.as_secs_f64());
+        if trace.tls.is_some() {
+            self.last_tls = trace.tls.clone();
+        }
+        self.kept
+            .record(result.details.as_ref(), failure.is_none(), now);
+        self.last = Some(LastRun {
+            failure,
+            message: result.failure.map(|f| f.message).unwrap_or_default(),
+            duration,
+            finished_at: now,
+            trace,
+            details: result.details,
+        });
+        match previous {
+            Some(p) if p == failure => None,
+            Some(p) => Some(p),
+            None => failure.is_some().then_some(None),
+        }
+    }
+}
