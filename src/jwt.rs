@@ -9,6 +9,9 @@ use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair, RsaPublicKeyComponent
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use crate::failure::{Failure, Reason};
+use crate::jwk::JwkInfo;
+
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
@@ -36,6 +39,83 @@ pub enum TokenError {
     NotYetValid(i64),
     #[error("the token's issuer {got:?} is not the expected {want:?}")]
     Issuer { got: String, want: String },
+}
+
+/// What a token's issuer and lifetime must satisfy, and where its keys came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub leeway: Duration,
+    pub issuer: Option<&'a str>,
+    /// The JWKS probes the keys came from, for the message when the kid is in none.
+    pub jwks_probes: &'a [String],
+}
+
+/// The verdict on a real token checked against the fetched keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCheck {
+    /// Its kid is in the keys (`None`: no keys fetched yet, or no kid).
+    pub kid_known: Option<bool>,
+    /// Signature, issuer and times verified (`None`: no keys to verify with yet).
+    pub verified: Option<bool>,
+    pub problem: Option<Failure>,
+}
+
+impl Token {
+    /// Checks the real token against the fetched keys: (kid known, verified, problem).
+    pub fn check_against(
+        &self,
+        keys: &[JwkInfo],
+        rules: &Rules<'_>,
+        now: SystemTime,
+    ) -> TokenCheck {
+        let token = self;
+        let Some(kid) = token.kid.as_deref() else {
+            return TokenCheck {
+                kid_known: None,
+                verified: Some(false),
+                problem: Some(Failure::new(
+                    Reason::TokenInvalid,
+                    "the session token has no kid",
+                )),
+            };
+        };
+        if keys.is_empty() {
+            // No JWKS fetched yet: nothing to compare with, which is not the token's fault.
+            let claims = token.check_claims(now, rules.leeway, rules.issuer);
+            return TokenCheck {
+                kid_known: None,
+                verified: None,
+                problem: claims
+                    .err()
+                    .map(|e| Failure::new(Reason::TokenInvalid, e.to_string())),
+            };
+        }
+        let Some(key) = keys.iter().find(|k| k.kid == kid) else {
+            return TokenCheck {
+                kid_known: Some(false),
+                verified: Some(false),
+                problem: Some(Failure::new(
+                    Reason::TokenKidUnknown,
+                    format!(
+                        "the session token's kid {kid:?} is in none of the JWKS of {:?}: publishable and secret keys from different Clerk instances?",
+                        rules.jwks_probes
+                    ),
+                )),
+            };
+        };
+        let verified = match &key.rsa {
+            Some((n, e)) => token.verify_rs256(n, e),
+            None => Err(TokenError::Algorithm(token.alg.clone())),
+        }
+        .and_then(|()| token.check_claims(now, rules.leeway, rules.issuer));
+        TokenCheck {
+            kid_known: Some(true),
+            verified: Some(verified.is_ok()),
+            problem: verified
+                .err()
+                .map(|e| Failure::new(Reason::TokenInvalid, e.to_string())),
+        }
+    }
 }
 
 /// A parsed (not yet trusted) token.

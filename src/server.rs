@@ -59,65 +59,38 @@ async fn handle(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !server.auth.allows(authorization) {
-        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"authwatch\""),
-        );
-        return Ok(r);
+        return Ok(unauthorized());
     }
+    Ok(route(&server, &req).await)
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"authwatch\""),
+    );
+    r
+}
+
+/// Reload is the only endpoint that changes state, so it alone takes POST or PUT and every
+/// other endpoint only GET or HEAD.
+async fn route(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let app = &server.app;
     let path = req.uri().path();
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
-    let resp = match (path, read) {
+    match (path, read) {
         ("/-/reload", _) if req.method() == Method::POST || req.method() == Method::PUT => {
-            match app.reload() {
-                Ok(n) => text(
-                    StatusCode::OK,
-                    &format!("configuration reloaded: {n} probes\n"),
-                ),
-                Err(e) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("failed to reload config: {e}\n"),
-                ),
-            }
+            reload(app)
         }
         (_, false) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         ("/metrics", true) => {
-            let (body, content_type) = app.render_metrics(wants_openmetrics(&req));
+            let (body, content_type) = app.render_metrics(wants_openmetrics(req));
             reply(StatusCode::OK, content_type, body)
         }
-        ("/probe", true) => {
-            let query = req.uri().query().unwrap_or("");
-            let timeout = req
-                .headers()
-                .get("X-Prometheus-Scrape-Timeout-Seconds")
-                .and_then(|v| v.to_str().ok());
-            let (status, ct, body) = crate::blackbox::probe(
-                app,
-                query,
-                timeout,
-                server.allow_any_target,
-                wants_openmetrics(&req),
-            )
-            .await;
-            reply(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                ct,
-                body,
-            )
-        }
+        ("/probe", true) => probe(server, req).await,
         ("/-/healthy", true) => text(StatusCode::OK, "Healthy.\n"),
-        ("/-/ready", true) => {
-            if app.store.all_ran() {
-                text(StatusCode::OK, "Ready.\n")
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Not ready: some probes have not completed a run yet.\n",
-                )
-            }
-        }
+        ("/-/ready", true) => ready(app),
         ("/api/v1/status", true) => reply(
             StatusCode::OK,
             "application/json",
@@ -129,8 +102,52 @@ async fn handle(
             crate::status::html(&app.status()),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
-    };
-    Ok(resp)
+    }
+}
+
+fn reload(app: &App) -> Response<Full<Bytes>> {
+    match app.reload() {
+        Ok(n) => text(
+            StatusCode::OK,
+            &format!("configuration reloaded: {n} probes\n"),
+        ),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("failed to reload config: {e}\n"),
+        ),
+    }
+}
+
+async fn probe(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let query = req.uri().query().unwrap_or("");
+    let timeout = req
+        .headers()
+        .get("X-Prometheus-Scrape-Timeout-Seconds")
+        .and_then(|v| v.to_str().ok());
+    let (status, ct, body) = crate::blackbox::probe(
+        &server.app,
+        query,
+        timeout,
+        server.allow_any_target,
+        wants_openmetrics(req),
+    )
+    .await;
+    reply(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        ct,
+        body,
+    )
+}
+
+fn ready(app: &App) -> Response<Full<Bytes>> {
+    if app.store.all_ran() {
+        text(StatusCode::OK, "Ready.\n")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: some probes have not completed a run yet.\n",
+        )
+    }
 }
 
 /// Binds the listener (so a bad address fails at start-up, before probing begins).

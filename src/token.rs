@@ -3,6 +3,7 @@
 //! The token and the secret key are held as secrets throughout.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method};
@@ -10,6 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::failure::{Failure, Reason};
+use crate::jwt::{self, Token};
 use crate::net::http::{ConnSpec, HttpClient};
 use crate::net::target::Target;
 use crate::net::trace::Trace;
@@ -40,6 +42,10 @@ pub fn bearer(token: &str) -> Option<HeaderValue> {
     Some(v)
 }
 
+fn mint_failed(m: String) -> Failure {
+    Failure::new(Reason::TokenMintFailed, m)
+}
+
 impl TokenSource {
     /// Gets a fresh token. `mint_client` talks to the Backend API for a `Backend` source.
     pub async fn obtain(
@@ -47,90 +53,131 @@ impl TokenSource {
         mint_client: Option<&HttpClient>,
         deadline: Instant,
     ) -> Result<Secret, Failure> {
-        let mint_failed = |m: String| Failure::new(Reason::TokenMintFailed, m);
         match self {
             TokenSource::Backend { target, secret, .. } => {
                 let client = mint_client
                     .ok_or_else(|| mint_failed("no client for the Backend API".into()))?;
-                let auth = bearer(secret.expose()).ok_or_else(|| {
-                    Failure::new(
-                        Reason::AuthSecretKeyInvalid,
-                        "the secret key is not a valid header value",
-                    )
-                })?;
-                let resp = client
-                    .send(
-                        Method::POST,
-                        target,
-                        &[(http::header::AUTHORIZATION, auth)],
-                        Bytes::new(),
-                        &Trace::default(),
-                        deadline,
-                    )
-                    .await
-                    .map_err(|f| {
-                        Failure::new(f.reason, format!("minting a session token: {}", f.message))
-                    })?;
-                match resp.status {
-                    401 | 403 => Err(Failure::new(
-                        Reason::AuthSecretKeyInvalid,
-                        format!(
-                            "the Backend API answered {} to the token request: secret key rejected",
-                            resp.status
-                        ),
-                    )),
-                    200..=299 => serde_json::from_slice::<Value>(&resp.body)
-                        .ok()
-                        .and_then(|v| v.get("jwt").and_then(Value::as_str).map(Secret::new))
-                        .ok_or_else(|| {
-                            mint_failed("the Backend API's token response has no \"jwt\"".into())
-                        }),
-                    s => Err(mint_failed(format!(
-                        "the Backend API answered {s} to the token request (is session_id a live session of the probe user?)"
-                    ))),
-                }
+                mint(client, target, secret, deadline).await
             }
-            TokenSource::File(path) => {
-                let text = tokio::fs::read(path).await.map_err(|e| {
-                    mint_failed(format!("reading token_file {}: {e}", path.display()))
-                })?;
-                if text.len() > MAX_TOKEN {
-                    return Err(mint_failed(format!(
-                        "token_file {} is too large for a token",
-                        path.display()
-                    )));
-                }
-                Ok(Secret::new(String::from_utf8_lossy(&text).trim()))
-            }
-            TokenSource::Command(argv) => {
-                let mut cmd = tokio::process::Command::new(&argv[0]);
-                cmd.args(&argv[1..])
-                    .stdin(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true);
-                let out = tokio::time::timeout_at(deadline, cmd.output())
-                    .await
-                    .map_err(|_| {
-                        mint_failed(format!(
-                            "token_command {:?} did not finish in time",
-                            argv[0]
-                        ))
-                    })?
-                    .map_err(|e| mint_failed(format!("token_command {:?}: {e}", argv[0])))?;
-                if !out.status.success() {
-                    return Err(mint_failed(format!(
-                        "token_command {:?} exited with {}",
-                        argv[0], out.status
-                    )));
-                }
-                if out.stdout.len() > MAX_TOKEN {
-                    return Err(mint_failed(format!(
-                        "token_command {:?} printed too much for a token",
-                        argv[0]
-                    )));
-                }
-                Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
+            TokenSource::File(path) => read_file(path).await,
+            TokenSource::Command(argv) => run_command(argv, deadline).await,
+        }
+    }
+}
+
+/// `POST /v1/sessions/{id}/tokens` with the secret key: the token is the answer's `jwt`.
+async fn mint(
+    client: &HttpClient,
+    target: &Target,
+    secret: &Secret,
+    deadline: Instant,
+) -> Result<Secret, Failure> {
+    let auth = bearer(secret.expose()).ok_or_else(|| {
+        Failure::new(
+            Reason::AuthSecretKeyInvalid,
+            "the secret key is not a valid header value",
+        )
+    })?;
+    let resp = client
+        .send(
+            Method::POST,
+            target,
+            &[(http::header::AUTHORIZATION, auth)],
+            Bytes::new(),
+            &Trace::default(),
+            deadline,
+        )
+        .await
+        .map_err(|f| Failure::new(f.reason, format!("minting a session token: {}", f.message)))?;
+    match resp.status {
+        401 | 403 => Err(Failure::new(
+            Reason::AuthSecretKeyInvalid,
+            format!(
+                "the Backend API answered {} to the token request: secret key rejected",
+                resp.status
+            ),
+        )),
+        200..=299 => serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("jwt").and_then(Value::as_str).map(Secret::new))
+            .ok_or_else(|| mint_failed("the Backend API's token response has no \"jwt\"".into())),
+        s => Err(mint_failed(format!(
+            "the Backend API answered {s} to the token request (is session_id a live session of the probe user?)"
+        ))),
+    }
+}
+
+async fn read_file(path: &std::path::Path) -> Result<Secret, Failure> {
+    let text = tokio::fs::read(path)
+        .await
+        .map_err(|e| mint_failed(format!("reading token_file {}: {e}", path.display())))?;
+    if text.len() > MAX_TOKEN {
+        return Err(mint_failed(format!(
+            "token_file {} is too large for a token",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(String::from_utf8_lossy(&text).trim()))
+}
+
+/// Runs the command (no stdin, stderr discarded so nothing it prints reaches a log) within
+/// the deadline; its stdout is the token.
+async fn run_command(argv: &[String], deadline: Instant) -> Result<Secret, Failure> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(mint_failed("token_command is empty".into()));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout_at(deadline, cmd.output())
+        .await
+        .map_err(|_| mint_failed(format!("token_command {program:?} did not finish in time")))?
+        .map_err(|e| mint_failed(format!("token_command {program:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(mint_failed(format!(
+            "token_command {program:?} exited with {}",
+            out.status
+        )));
+    }
+    if out.stdout.len() > MAX_TOKEN {
+        return Err(mint_failed(format!(
+            "token_command {program:?} printed too much for a token"
+        )));
+    }
+    Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Real tokens kept for the expired_token case: one waiting to expire, and one that has.
+#[derive(Debug, Default)]
+pub struct HeldTokens {
+    pending: Option<(Secret, i64)>,
+    expired: Option<Secret>,
+}
+
+impl HeldTokens {
+    /// An earlier real token once it has expired (past `leeway` seconds); holds this run's
+    /// token for a later run when none is waiting.
+    pub fn cycle(
+        &mut self,
+        minted: Option<(&Secret, &Token)>,
+        leeway: i64,
+        now: SystemTime,
+    ) -> Option<Secret> {
+        let held = self;
+        if let Some((t, exp)) = held.pending.take() {
+            if jwt::unix(now) > exp + leeway {
+                held.expired = Some(t);
+            } else {
+                held.pending = Some((t, exp));
             }
         }
+        if held.pending.is_none()
+            && let Some((t, p)) = minted
+        {
+            held.pending = Some((t.clone(), p.claim_i64("exp").unwrap_or(i64::MAX)));
+        }
+        held.expired.clone()
     }
 }

@@ -51,108 +51,130 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
+/// Named statics because a slice literal of statics is not promoted to `'static`, and
+/// `protocol_versions` returns one.
+static TLS12_AND_UP: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
 impl WebConfig {
     /// Loads and validates the file; relative paths are relative to the file's directory.
     pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        let raw: RawWebConfig = if text.trim().is_empty() {
-            RawWebConfig {
-                tls_server_config: None,
-                basic_auth_users: None,
-            }
-        } else {
-            serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e, &file))?
-        };
+        let raw = read_raw(path, &file)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tls = match raw.tls_server_config {
             None => None,
-            Some(t) => {
-                let cert_path = resolve(base, &t.cert_file.value.0);
-                let key_path = resolve(base, &t.key_file.value.0);
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-                    .map_err(|e| {
-                        err_at(
-                            &file,
-                            &t.cert_file,
-                            format!("cert_file {}: {e}", cert_path.display()),
-                        )
-                    })?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| {
-                        err_at(
-                            &file,
-                            &t.cert_file,
-                            format!("cert_file {}: {e}", cert_path.display()),
-                        )
-                    })?;
-                if certs.is_empty() {
-                    return Err(err_at(
-                        &file,
-                        &t.cert_file,
-                        format!("cert_file {} holds no certificate", cert_path.display()),
-                    ));
-                }
-                let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-                    err_at(
-                        &file,
-                        &t.key_file,
-                        format!("key_file {}: {e}", key_path.display()),
-                    )
-                })?;
-                let versions: &[&rustls::SupportedProtocolVersion] =
-                    match t.min_version.as_ref().map(|v| v.value.0.as_str()) {
-                        None | Some("TLS12") => &[&rustls::version::TLS13, &rustls::version::TLS12],
-                        Some("TLS13") => &[&rustls::version::TLS13],
-                        Some(other) => {
-                            let v = t.min_version.as_ref().map(|v| {
-                                err_at(
-                                    &file,
-                                    v,
-                                    format!(
-                                        "unsupported min_version {other:?}: use TLS12 or TLS13"
-                                    ),
-                                )
-                            });
-                            return Err(v.unwrap_or(ConfigError::Whole {
-                                file,
-                                message: "bad min_version".into(),
-                            }));
-                        }
-                    };
-                let config =
-                    rustls::ServerConfig::builder_with_provider(crate::net::tls::provider())
-                        .with_protocol_versions(versions)
-                        .map_err(|e| err_at(&file, &t.cert_file, format!("TLS: {e}")))?
-                        .with_no_client_auth()
-                        .with_single_cert(certs, key)
-                        .map_err(|e| {
-                            err_at(
-                                &file,
-                                &t.key_file,
-                                format!("certificate and key do not fit: {e}"),
-                            )
-                        })?;
-                Some(Arc::new(config))
-            }
+            Some(t) => Some(load_tls(&file, base, &t)?),
         };
-        let mut users = BTreeMap::new();
-        for (user, hash) in raw.basic_auth_users.unwrap_or_default() {
-            let h = hash.value.0.trim().to_string();
-            if h.parse::<bcrypt::HashParts>().is_err() {
-                return Err(err_at(
-                    &file,
-                    &hash,
-                    format!("basic_auth_users.{user}: not a bcrypt hash"),
-                ));
-            }
-            users.insert(user, h);
-        }
+        let users = load_users(&file, raw.basic_auth_users.unwrap_or_default())?;
         Ok(WebConfig { tls, users })
     }
+}
+
+/// An empty file is a valid configuration with neither TLS nor users.
+fn read_raw(path: &Path, file: &str) -> Result<RawWebConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.to_string(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(RawWebConfig {
+            tls_server_config: None,
+            basic_auth_users: None,
+        });
+    }
+    serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e, file))
+}
+
+fn load_tls(file: &str, base: &Path, t: &RawTls) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let cert_path = resolve(base, &t.cert_file.value.0);
+    let key_path = resolve(base, &t.key_file.value.0);
+    let certs = load_certs(file, &t.cert_file, &cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        err_at(
+            file,
+            &t.key_file,
+            format!("key_file {}: {e}", key_path.display()),
+        )
+    })?;
+    let versions = protocol_versions(file, t.min_version.as_ref())?;
+    let config = rustls::ServerConfig::builder_with_provider(crate::net::tls::provider())
+        .with_protocol_versions(versions)
+        .map_err(|e| err_at(file, &t.cert_file, format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            err_at(
+                file,
+                &t.key_file,
+                format!("certificate and key do not fit: {e}"),
+            )
+        })?;
+    Ok(Arc::new(config))
+}
+
+fn load_certs(
+    file: &str,
+    spanned: &Spanned<Text>,
+    cert_path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bad = |e: rustls::pki_types::pem::Error| {
+        err_at(
+            file,
+            spanned,
+            format!("cert_file {}: {e}", cert_path.display()),
+        )
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(bad)?
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
+    if certs.is_empty() {
+        return Err(err_at(
+            file,
+            spanned,
+            format!("cert_file {} holds no certificate", cert_path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+fn protocol_versions(
+    file: &str,
+    min_version: Option<&Spanned<Text>>,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], ConfigError> {
+    let Some(v) = min_version else {
+        return Ok(TLS12_AND_UP);
+    };
+    match v.value.0.as_str() {
+        "TLS12" => Ok(TLS12_AND_UP),
+        "TLS13" => Ok(TLS13_ONLY),
+        other => Err(err_at(
+            file,
+            v,
+            format!("unsupported min_version {other:?}: use TLS12 or TLS13"),
+        )),
+    }
+}
+
+fn load_users(
+    file: &str,
+    raw: BTreeMap<String, Spanned<Text>>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut users = BTreeMap::new();
+    for (user, hash) in raw {
+        let h = hash.value.0.trim().to_string();
+        if h.parse::<bcrypt::HashParts>().is_err() {
+            return Err(err_at(
+                file,
+                &hash,
+                format!("basic_auth_users.{user}: not a bcrypt hash"),
+            ));
+        }
+        users.insert(user, h);
+    }
+    Ok(users)
 }
 
 /// Checks `Authorization: Basic` headers. Verified credentials are remembered as a SHA-256

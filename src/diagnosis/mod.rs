@@ -140,65 +140,68 @@ fn reference_verified(p: &ProbeState) -> Option<bool> {
         .and_then(|t| t.reference_verified)
 }
 
-/// Pure: the same inputs always give the same verdict.
-pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
-    let mut causes = BTreeSet::new();
-    let spec = inputs.spec;
-    if dns_resolver_broken(probes) {
-        causes.insert(Cause::DnsResolverBroken);
-    }
-    if dns_name_missing(probes) {
-        causes.insert(Cause::DnsNameMissing);
-    }
-    if egress_blocked(probes) {
-        causes.insert(Cause::EgressBlocked);
-    }
-    for p in unknown_issuer(probes) {
-        if inputs.trust_store_certificates == 0 || reference_verified(p) == Some(true) {
-            causes.insert(Cause::CaCertificatesMissing);
-        } else {
-            causes.insert(Cause::TlsIntercepted);
-        }
-    }
-    let clerk_http = || {
-        probes
-            .iter()
-            .filter(|p| p.role() == Role::Clerk && p.kind().is_http())
-    };
-    if clerk_http().any(|p| {
+/// Whether one probe's chain was rejected as an unknown issuer because the local store
+/// lacks CA certificates (rather than because something intercepts TLS).
+fn store_lacks_cas(p: &ProbeState, inputs: &Inputs) -> bool {
+    inputs.trust_store_certificates == 0 || reference_verified(p) == Some(true)
+}
+
+fn clerk_http(probes: &[ProbeState]) -> impl Iterator<Item = &ProbeState> {
+    probes
+        .iter()
+        .filter(|p| p.role() == Role::Clerk && p.kind().is_http())
+}
+
+fn ca_certificates_missing(probes: &[ProbeState], inputs: &Inputs) -> bool {
+    unknown_issuer(probes).any(|p| store_lacks_cas(p, inputs))
+}
+
+fn tls_intercepted(probes: &[ProbeState], inputs: &Inputs) -> bool {
+    unknown_issuer(probes).any(|p| !store_lacks_cas(p, inputs))
+}
+
+fn proxy_misconfigured(probes: &[ProbeState], _: &Inputs) -> bool {
+    clerk_http(probes).any(|p| {
         matches!(
             p.failure(),
             Some(Reason::ProxyConnectFailed | Reason::ProxyAuthRequired)
         )
-    }) {
-        causes.insert(Cause::ProxyMisconfigured);
-    }
-    let skew = spec.clock_skew_warning.as_secs_f64();
-    if worst_clock_offset(probes).is_some_and(|o| o.abs() > skew) {
-        causes.insert(Cause::ClockSkew);
-    }
-    if clerk_http().any(|p| {
+    })
+}
+
+fn clock_skew(probes: &[ProbeState], inputs: &Inputs) -> bool {
+    let skew = inputs.spec.clock_skew_warning.as_secs_f64();
+    worst_clock_offset(probes).is_some_and(|o| o.abs() > skew)
+}
+
+/// Clerk answers, but with 5xx or an unhealthy health check.
+fn provider_outage(probes: &[ProbeState], _: &Inputs) -> bool {
+    clerk_http(probes).any(|p| {
         let status = p.trace().and_then(|t| t.status_code).unwrap_or(0);
         match p.failure() {
             Some(Reason::HttpStatus) => status >= 500,
             Some(Reason::HealthCheckFailed) => true,
             _ => false,
         }
-    }) {
-        causes.insert(Cause::ProviderOutage);
-    }
-    if any_failed(probes, Reason::AuthSecretKeyInvalid) {
-        causes.insert(Cause::SecretKeyInvalid);
-    }
-    let max_age = spec.jwks_max_age.as_secs_f64();
-    if probes
+    })
+}
+
+fn secret_key_invalid(probes: &[ProbeState], _: &Inputs) -> bool {
+    any_failed(probes, Reason::AuthSecretKeyInvalid)
+}
+
+fn jwks_stale(probes: &[ProbeState], inputs: &Inputs) -> bool {
+    let max_age = inputs.spec.jwks_max_age.as_secs_f64();
+    probes
         .iter()
         .filter_map(|p| Some((p, p.kept::<Jwks>()?)))
         .any(|(p, k)| k.age(p.created_at, inputs.now) > max_age)
-    {
-        causes.insert(Cause::JwksStale);
-    }
-    if probes
+}
+
+/// A pinned copy lacks a live key, grouped sources disagree, or the real token's kid is in
+/// none of the fetched key sets.
+fn jwks_key_mismatch(probes: &[ProbeState], _: &Inputs) -> bool {
+    probes
         .iter()
         .filter_map(ProbeState::kept::<Jwks>)
         .any(|k| k.pinned_missing.unwrap_or(0) > 0)
@@ -207,15 +210,16 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
             .iter()
             .filter_map(ProbeState::details::<Auth>)
             .any(|d| d.kid_known == Some(false))
-    {
-        causes.insert(Cause::JwksKeyMismatch);
-    }
+}
+
+/// The API's own view fails while every Clerk probe that ran passes.
+fn api_network_unhealthy(probes: &[ProbeState], _: &Inputs) -> bool {
     let clerk_all_ok = probes
         .iter()
         .filter(|p| p.role() == Role::Clerk && p.ran())
         .all(|p| p.failure().is_none());
     let has_clerk = probes.iter().any(|p| p.role() == Role::Clerk && p.ran());
-    if has_clerk
+    has_clerk
         && clerk_all_ok
         && probes.iter().any(|p| {
             p.role() == Role::Api
@@ -224,33 +228,63 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
                     Some(Reason::HealthCheckFailed | Reason::HttpStatus)
                 )
         })
-    {
-        causes.insert(Cause::ApiNetworkUnhealthy);
-    }
-    if probes
+}
+
+fn auth_fail_open(probes: &[ProbeState], _: &Inputs) -> bool {
+    probes
         .iter()
         .filter_map(ProbeState::details::<Auth>)
         .any(|d| d.fail_open)
-    {
-        causes.insert(Cause::AuthFailOpen);
-    }
-    if any_failed(probes, Reason::AuthValidTokenRejected) {
-        causes.insert(Cause::AuthRejectsValidTokens);
-    }
-    let warn_before = spec.cert_expiry_warning.as_secs_f64();
+}
+
+fn auth_rejects_valid_tokens(probes: &[ProbeState], _: &Inputs) -> bool {
+    any_failed(probes, Reason::AuthValidTokenRejected)
+}
+
+/// A presented certificate (the last chain seen) expires within the warning.
+fn cert_expiring(probes: &[ProbeState], inputs: &Inputs) -> bool {
+    let warn_before = inputs.spec.cert_expiry_warning.as_secs_f64();
     let now = inputs
         .now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    if probes.iter().any(|p| {
+    probes.iter().any(|p| {
         p.last_tls
             .as_ref()
             .and_then(|t| t.earliest_not_after.or(t.leaf_not_after))
             .is_some_and(|na| (na as f64) - now < warn_before)
-    }) {
-        causes.insert(Cause::CertExpiring);
-    }
+    })
+}
+
+type Rule = fn(&[ProbeState], &Inputs) -> bool;
+
+/// Each cause and the rule that finds it.
+const RULES: [(Cause, Rule); 15] = [
+    (Cause::DnsResolverBroken, |p, _| dns_resolver_broken(p)),
+    (Cause::DnsNameMissing, |p, _| dns_name_missing(p)),
+    (Cause::EgressBlocked, |p, _| egress_blocked(p)),
+    (Cause::CaCertificatesMissing, ca_certificates_missing),
+    (Cause::TlsIntercepted, tls_intercepted),
+    (Cause::ProxyMisconfigured, proxy_misconfigured),
+    (Cause::ClockSkew, clock_skew),
+    (Cause::ProviderOutage, provider_outage),
+    (Cause::SecretKeyInvalid, secret_key_invalid),
+    (Cause::JwksStale, jwks_stale),
+    (Cause::JwksKeyMismatch, jwks_key_mismatch),
+    (Cause::ApiNetworkUnhealthy, api_network_unhealthy),
+    (Cause::CertExpiring, cert_expiring),
+    (Cause::AuthFailOpen, auth_fail_open),
+    (Cause::AuthRejectsValidTokens, auth_rejects_valid_tokens),
+];
+
+/// Pure: the same inputs always give the same verdict.
+pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
+    let mut causes: BTreeSet<Cause> = RULES
+        .iter()
+        .filter(|(_, rule)| rule(probes, inputs))
+        .map(|(cause, _)| *cause)
+        .collect();
     if ROOT.iter().any(|c| causes.contains(c)) {
         causes.remove(&Cause::JwksStale);
     }
@@ -357,6 +391,12 @@ probes:
     fn only(d: &Diagnosis, c: Cause) {
         assert_eq!(d.causes.iter().copied().collect::<Vec<_>>(), vec![c]);
         assert!(!d.auth_healthy);
+    }
+
+    #[test]
+    fn every_cause_has_one_rule() {
+        let ruled: Vec<Cause> = RULES.iter().map(|(c, _)| *c).collect();
+        assert_eq!(ruled, Cause::ALL.to_vec());
     }
 
     #[test]

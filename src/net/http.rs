@@ -10,11 +10,13 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 
 use crate::failure::Failure;
 use crate::failure::Reason;
@@ -118,6 +120,37 @@ fn io_reason(e: &io::Error) -> Reason {
     }
 }
 
+/// Connects to the first address that accepts, giving each a fair share of the time left
+/// so a black-holed IPv6 route does not eat the whole deadline.
+pub async fn connect_any(
+    addrs: &[IpAddr],
+    port: u16,
+    deadline: Instant,
+    trace: &Trace,
+) -> Result<TcpStream, Failure> {
+    let mut last = Failure::new(Reason::NetworkUnreachable, "no address to connect to");
+    for (i, ip) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
+        let sa = SocketAddr::new(*ip, port);
+        match tokio::time::timeout(share, TcpStream::connect(sa)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                trace.update(|t| t.ip_protocol = Some(if ip.is_ipv4() { 4 } else { 6 }));
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = Failure::new(io_reason(&e), format!("connect to {sa}: {e}")),
+            Err(_) => {
+                last = Failure::new(
+                    Reason::ConnectTimeout,
+                    format!("connect to {sa}: timed out"),
+                )
+            }
+        }
+    }
+    Err(last)
+}
+
 /// Aborts the spawned connection driver when the exchange ends or is cut off.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -136,43 +169,10 @@ impl HttpClient {
         }
     }
 
-    /// Connects to the first address that accepts, giving each a fair share of the time left
-    /// so a black-holed IPv6 route does not eat the whole deadline.
-    async fn connect_any(
-        &self,
-        addrs: &[IpAddr],
-        port: u16,
-        deadline: Instant,
-        trace: &Trace,
-    ) -> Result<TcpStream, Failure> {
-        let mut last = Failure::new(Reason::NetworkUnreachable, "no address to connect to");
-        for (i, ip) in addrs.iter().enumerate() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
-            let sa = SocketAddr::new(*ip, port);
-            match tokio::time::timeout(share, TcpStream::connect(sa)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    trace.update(|t| t.ip_protocol = Some(if ip.is_ipv4() { 4 } else { 6 }));
-                    return Ok(s);
-                }
-                Ok(Err(e)) => last = Failure::new(io_reason(&e), format!("connect to {sa}: {e}")),
-                Err(_) => {
-                    last = Failure::new(
-                        Reason::ConnectTimeout,
-                        format!("connect to {sa}: timed out"),
-                    )
-                }
-            }
-        }
-        Err(last)
-    }
-
     async fn resolve(&self, host: &str, deadline: Instant) -> Result<Vec<IpAddr>, Failure> {
         self.resolver
-            .resolve(host, self.conn.ip_family, deadline)
+            .addresses(host, self.conn.ip_family, deadline)
             .await
-            .map_err(|e| Failure::new(e.reason, format!("resolve {host}: {}", e.message)))
     }
 
     /// Opens a tunnel through an HTTP CONNECT proxy.
@@ -191,8 +191,7 @@ impl HttpClient {
             )
         })?;
         trace.enter(Phase::Connect);
-        let mut stream = self
-            .connect_any(&addrs, proxy.port, deadline, trace)
+        let mut stream = connect_any(&addrs, proxy.port, deadline, trace)
             .await
             .map_err(|f| {
                 Failure::new(Reason::ProxyConnectFailed, format!("proxy: {}", f.message))
@@ -322,8 +321,7 @@ impl HttpClient {
                 trace.enter(Phase::Resolve);
                 let addrs = self.resolve(&target.host, deadline).await?;
                 trace.enter(Phase::Connect);
-                self.connect_any(&addrs, target.port, deadline, trace)
-                    .await?
+                connect_any(&addrs, target.port, deadline, trace).await?
             }
         };
         // Plain HTTP through a proxy uses the absolute form of the request target.
@@ -337,6 +335,19 @@ impl HttpClient {
                 .exchange(tcp, target, &uri, request, extra_headers, trace)
                 .await;
         }
+        let stream = self.tls_handshake(tcp, target, trace).await?;
+        self.exchange(stream, target, &uri, request, extra_headers, trace)
+            .await
+    }
+
+    /// Records what the handshake saw (chain, rejection, version) into the trace even when it
+    /// fails, so a certificate problem is reported with the certificate that caused it.
+    async fn tls_handshake(
+        &self,
+        tcp: TcpStream,
+        target: &Target,
+        trace: &Trace,
+    ) -> Result<TlsStream<TcpStream>, Failure> {
         trace.enter(Phase::Tls);
         let (system, reference) = self.trust.verifiers(self.conn.ca_file.as_deref());
         let recorder = Arc::new(RecordingVerifier::new(system, reference));
@@ -362,35 +373,14 @@ impl HttpClient {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let handshake = connector.connect(server_name, tcp).await;
         trace.update(|t| t.tls = recorder.info());
-        let stream = match handshake {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(rejected) = recorder.rejection() {
-                    return Err(Failure::new(
-                        tls::reason_for(&rejected),
-                        format!("TLS certificate of {sni} rejected: {rejected}"),
-                    ));
-                }
-                let reason = match e.kind() {
-                    io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe => Reason::ConnectionReset,
-                    _ => Reason::TlsHandshake,
-                };
-                return Err(Failure::new(
-                    reason,
-                    format!("TLS handshake with {sni}: {e}"),
-                ));
-            }
-        };
+        let stream = handshake.map_err(|e| tls_failure(&recorder, &sni, &e))?;
         let version = stream.get_ref().1.protocol_version().map(tls::version_name);
         trace.update(|t| {
             if let Some(info) = t.tls.as_mut() {
                 info.version = version;
             }
         });
-        self.exchange(stream, target, &uri, request, extra_headers, trace)
-            .await
+        Ok(stream)
     }
 
     async fn exchange<S>(
@@ -406,63 +396,22 @@ impl HttpClient {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         trace.enter(Phase::Processing);
-        let proto = |e: hyper::Error| {
-            let reason = if is_reset(&e) {
-                Reason::ConnectionReset
-            } else {
-                Reason::HttpProtocol
-            };
-            Failure::new(
-                reason,
-                format!("HTTP exchange with {}: {e}", target.authority()),
-            )
-        };
+        let proto = |e: hyper::Error| protocol_failure(target, &e);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(proto)?;
         let _driver = AbortOnDrop(tokio::spawn(async move {
             let _ = conn.await;
         }));
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(http::header::HOST, target.authority())
-            .header(http::header::USER_AGENT, USER_AGENT)
-            .header(http::header::ACCEPT, "application/json, */*;q=0.5");
-        for (k, v) in &self.conn.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        for (k, v) in extra_headers {
-            builder = builder.header(k, v);
-        }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| Failure::new(Reason::HttpProtocol, format!("building request: {e}")))?;
+        let request = self.build_request(target, uri, method, body, extra_headers)?;
         let sent_at = SystemTime::now();
         let response = sender.send_request(request).await.map_err(proto)?;
         let received_at = SystemTime::now();
         let status = response.status().as_u16();
         trace.update(|t| t.status_code = Some(status));
         trace.enter(Phase::Transfer);
-        let (parts, mut body) = response.into_parts();
-        let limit = self.conn.body_limit;
-        let mut buf = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(proto)?;
-            if let Ok(data) = frame.into_data() {
-                if (buf.len() + data.len()) as u64 > limit {
-                    trace.update(|t| t.body_bytes = Some((buf.len() + data.len()) as u64));
-                    return Err(Failure::new(
-                        Reason::BodyTooLarge,
-                        format!(
-                            "response body of {} exceeds the {limit}-byte limit",
-                            target.authority()
-                        ),
-                    ));
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
+        let (parts, body) = response.into_parts();
+        let buf = self.read_body(body, target, trace).await?;
         trace.leave();
         trace.update(|t| t.body_bytes = Some(buf.len() as u64));
         let response = Response {
@@ -477,6 +426,90 @@ impl HttpClient {
         }
         Ok(response)
     }
+
+    fn build_request(
+        &self,
+        target: &Target,
+        uri: &str,
+        method: Method,
+        body: Bytes,
+        extra_headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<Request<Full<Bytes>>, Failure> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::HOST, target.authority())
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .header(http::header::ACCEPT, "application/json, */*;q=0.5");
+        for (k, v) in &self.conn.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in extra_headers {
+            builder = builder.header(k, v);
+        }
+        builder
+            .body(Full::new(body))
+            .map_err(|e| Failure::new(Reason::HttpProtocol, format!("building request: {e}")))
+    }
+
+    /// Stops reading as soon as the body would pass the limit, so a huge or endless answer
+    /// costs no more than the limit in memory.
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        target: &Target,
+        trace: &Trace,
+    ) -> Result<Vec<u8>, Failure> {
+        let limit = self.conn.body_limit;
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| protocol_failure(target, &e))?;
+            if let Ok(data) = frame.into_data() {
+                if (buf.len() + data.len()) as u64 > limit {
+                    trace.update(|t| t.body_bytes = Some((buf.len() + data.len()) as u64));
+                    return Err(Failure::new(
+                        Reason::BodyTooLarge,
+                        format!(
+                            "response body of {} exceeds the {limit}-byte limit",
+                            target.authority()
+                        ),
+                    ));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf)
+    }
+}
+
+/// Prefers the verifier's recorded rejection, which names the certificate problem, over the
+/// handshake's I/O error, which does not.
+fn tls_failure(recorder: &RecordingVerifier, sni: &str, e: &io::Error) -> Failure {
+    if let Some(rejected) = recorder.rejection() {
+        return Failure::new(
+            tls::reason_for(&rejected),
+            format!("TLS certificate of {sni} rejected: {rejected}"),
+        );
+    }
+    let reason = match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => Reason::ConnectionReset,
+        _ => Reason::TlsHandshake,
+    };
+    Failure::new(reason, format!("TLS handshake with {sni}: {e}"))
+}
+
+fn protocol_failure(target: &Target, e: &hyper::Error) -> Failure {
+    let reason = if is_reset(e) {
+        Reason::ConnectionReset
+    } else {
+        Reason::HttpProtocol
+    };
+    Failure::new(
+        reason,
+        format!("HTTP exchange with {}: {e}", target.authority()),
+    )
 }
 
 fn is_reset(e: &hyper::Error) -> bool {

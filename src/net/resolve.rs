@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::RecordType;
 use tokio::time::Instant;
 
-use crate::failure::Reason;
+use crate::failure::{Failure, Reason};
 use crate::net::dns::{self, DnsError, DnsReply};
 
 /// How to reach a DNS server.
@@ -199,6 +199,18 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// `resolve`, with the failure a probe reports.
+    pub async fn addresses(
+        &self,
+        host: &str,
+        family: IpFamily,
+        deadline: Instant,
+    ) -> Result<Vec<IpAddr>, Failure> {
+        self.resolve(host, family, deadline)
+            .await
+            .map_err(|e| Failure::new(e.reason, format!("resolve {host}: {}", e.message)))
+    }
+
     /// Resolves `host` for `family`: IP literals as they are; with the system resolver the
     /// hosts file first. IPv6 addresses come first in dual mode, as getaddrinfo orders them.
     pub async fn resolve(

@@ -24,7 +24,7 @@ use crate::probe::KindId;
 use crate::probe::jwks::KeySource;
 use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View};
 use crate::secret::Secret;
-use crate::token::{TokenSource, bearer};
+use crate::token::{HeldTokens, TokenSource, bearer};
 
 family!(
     AUTH_CASE_SUCCESS,
@@ -170,13 +170,6 @@ pub struct Auth {
     held: Mutex<HeldTokens>,
 }
 
-/// Real tokens kept for the expired_token case: one waiting to expire, and one that has.
-#[derive(Debug, Default)]
-struct HeldTokens {
-    pending: Option<(Secret, i64)>,
-    expired: Option<Secret>,
-}
-
 impl Auth {
     /// Calls the protected route once. Returns the case result and, when it failed, why.
     async fn call(
@@ -247,61 +240,132 @@ impl Auth {
         )
     }
 
-    /// Checks the real token against the fetched keys: (kid known, verified, problem).
-    fn check_token(
+    /// Parses the real token and checks it against the fetched keys.
+    fn inspect(
         &self,
-        token: &Token,
+        token: &Secret,
         keys: &[JwkInfo],
         now: SystemTime,
-    ) -> (Option<bool>, Option<bool>, Option<Failure>) {
-        let Some(kid) = token.kid.as_deref() else {
-            return (
-                None,
-                Some(false),
-                Some(Failure::new(
-                    Reason::TokenInvalid,
-                    "the session token has no kid",
-                )),
-            );
-        };
-        if keys.is_empty() {
-            // No JWKS fetched yet: nothing to compare with, which is not the token's fault.
-            let claims = token.check_claims(now, self.spec.leeway, self.spec.issuer.as_deref());
-            return (
-                None,
-                None,
-                claims
-                    .err()
-                    .map(|e| Failure::new(Reason::TokenInvalid, e.to_string())),
-            );
-        }
-        let Some(key) = keys.iter().find(|k| k.kid == kid) else {
-            return (
-                Some(false),
-                Some(false),
-                Some(Failure::new(
-                    Reason::TokenKidUnknown,
-                    format!(
-                        "the session token's kid {kid:?} is in none of the JWKS of {:?}: publishable and secret keys from different Clerk instances?",
-                        self.spec.jwks_probes
-                    ),
-                )),
-            );
-        };
-        let verified = match &key.rsa {
-            Some((n, e)) => token.verify_rs256(n, e),
-            None => Err(jwt::TokenError::Algorithm(token.alg.clone())),
-        }
-        .and_then(|()| token.check_claims(now, self.spec.leeway, self.spec.issuer.as_deref()));
-        match verified {
-            Ok(()) => (Some(true), Some(true), None),
-            Err(e) => (
-                Some(true),
-                Some(false),
-                Some(Failure::new(Reason::TokenInvalid, e.to_string())),
-            ),
+        d: &mut AuthDetails,
+        problems: &mut Vec<Failure>,
+    ) -> Option<Token> {
+        match Token::parse(token.expose()) {
+            Ok(p) => {
+                let rules = jwt::Rules {
+                    leeway: self.spec.leeway,
+                    issuer: self.spec.issuer.as_deref(),
+                    jwks_probes: &self.spec.jwks_probes,
+                };
+                let check = p.check_against(keys, &rules, now);
+                d.kid_known = check.kid_known;
+                d.token_verified = check.verified;
+                problems.extend(check.problem);
+                Some(p)
+            }
+            Err(e) => {
+                d.token_verified = Some(false);
+                problems.push(Failure::new(Reason::TokenInvalid, e.to_string()));
+                None
+            }
         }
     }
+
+    /// A token like the real one (live kid, realistic claims) signed with authwatch's own key.
+    fn forge(&self, parsed: Option<&Token>, keys: &[JwkInfo], now: SystemTime) -> Option<Secret> {
+        let forger = self.forger.as_ref()?;
+        let kid = parsed
+            .and_then(|p| p.kid.clone())
+            .or_else(|| keys.first().map(|k| k.kid.clone()))
+            .unwrap_or_else(|| "ins_authwatch".into());
+        let claims = jwt::fresh_claims(parsed, self.spec.issuer.as_deref(), now);
+        forger.sign(&kid, &claims).map(Secret::new)
+    }
+
+    /// Runs one case if it is configured and has its token (`token` is `None` for the case
+    /// that sends none, `Some(None)` when the token it needs is not available).
+    async fn case(
+        &self,
+        case: AuthCase,
+        token: Option<Option<&Secret>>,
+        trace: &Trace,
+        deadline: Instant,
+    ) -> Option<(CaseResult, Option<Failure>)> {
+        if !self.spec.cases.contains(&case) {
+            return None;
+        }
+        let token = match token {
+            None => None,
+            Some(t) => Some(t?.expose()),
+        };
+        Some(self.call(case, token, trace, deadline).await)
+    }
+}
+
+/// Which problem names the run: fail-open first, then what explains a rejected valid token,
+/// then the rejection itself, then transport trouble.
+fn severity(reason: Reason) -> u8 {
+    match reason {
+        Reason::AuthAcceptsInvalidToken => 0,
+        Reason::TokenKidUnknown => 1,
+        Reason::TokenInvalid => 2,
+        Reason::AuthSecretKeyInvalid => 3,
+        Reason::TokenMintFailed => 4,
+        Reason::AuthValidTokenRejected => 5,
+        _ => 6,
+    }
+}
+
+/// Where the real token comes from: `token_source` and the keys it needs.
+fn token_source(a: &RawAuth, cx: &SectionCx<'_>) -> Result<TokenSource, ConfigError> {
+    let clerk = cx.clerk;
+    Ok(match a.token_source.value.0.as_str() {
+        "backend" => {
+            let sid = a
+                .session_id
+                .as_ref()
+                .map(|s| s.0.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| cx.err("auth: token_source backend needs session_id"))?;
+            if !sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(cx.err("auth: session_id must be letters, digits and '_' (sess_...)"));
+            }
+            let secret = clerk.secret.clone().ok_or_else(|| {
+                cx.err("auth: token_source backend needs clerk.secret_key or clerk.secret_key_file")
+            })?;
+            let mint = clerk.api_url.join(&format!("/v1/sessions/{sid}/tokens"));
+            let conn = Box::new(cx.default_conn(&mint)?);
+            TokenSource::Backend {
+                target: mint,
+                secret,
+                conn,
+            }
+        }
+        "file" => TokenSource::File(
+            a.token_file
+                .as_ref()
+                .map(|t| PathBuf::from(&t.0))
+                .filter(|p| !p.as_os_str().is_empty())
+                .ok_or_else(|| cx.err("auth: token_source file needs token_file"))?,
+        ),
+        "command" => {
+            let cmd: Vec<String> = a
+                .token_command
+                .iter()
+                .flatten()
+                .map(|t| t.0.clone())
+                .collect();
+            if cmd.is_empty() {
+                return Err(cx.err("auth: token_source command needs token_command (a list: program and arguments)"));
+            }
+            TokenSource::Command(cmd)
+        }
+        other => {
+            return Err(cx.cx.at(
+                &a.token_source,
+                format!("auth: unknown token_source {other:?}: use backend, file or command"),
+            ));
+        }
+    })
 }
 
 impl Kind for Auth {
@@ -338,56 +402,7 @@ impl Kind for Auth {
     fn validate(a: &RawAuth, cx: &SectionCx<'_>) -> Result<AuthSpec, ConfigError> {
         let target = cx.url("auth", "url", &a.url)?;
         let clerk = cx.clerk;
-        let source = match a.token_source.value.0.as_str() {
-            "backend" => {
-                let sid = a
-                    .session_id
-                    .as_ref()
-                    .map(|s| s.0.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| cx.err("auth: token_source backend needs session_id"))?;
-                if !sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(
-                        cx.err("auth: session_id must be letters, digits and '_' (sess_...)")
-                    );
-                }
-                let secret = clerk.secret.clone().ok_or_else(|| {
-                    cx.err("auth: token_source backend needs clerk.secret_key or clerk.secret_key_file")
-                })?;
-                let mint = clerk.api_url.join(&format!("/v1/sessions/{sid}/tokens"));
-                let conn = Box::new(cx.default_conn(&mint)?);
-                TokenSource::Backend {
-                    target: mint,
-                    secret,
-                    conn,
-                }
-            }
-            "file" => TokenSource::File(
-                a.token_file
-                    .as_ref()
-                    .map(|t| PathBuf::from(&t.0))
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .ok_or_else(|| cx.err("auth: token_source file needs token_file"))?,
-            ),
-            "command" => {
-                let cmd: Vec<String> = a
-                    .token_command
-                    .iter()
-                    .flatten()
-                    .map(|t| t.0.clone())
-                    .collect();
-                if cmd.is_empty() {
-                    return Err(cx.err("auth: token_source command needs token_command (a list: program and arguments)"));
-                }
-                TokenSource::Command(cmd)
-            }
-            other => {
-                return Err(cx.cx.at(
-                    &a.token_source,
-                    format!("auth: unknown token_source {other:?}: use backend, file or command"),
-                ));
-            }
-        };
+        let source = token_source(a, cx)?;
         let cases = match &a.cases {
             None => AuthCase::ALL.to_vec(),
             Some(list) => list
@@ -485,108 +500,36 @@ impl Kind for Auth {
             .await;
         d.mint = Some((minted.is_ok(), started.elapsed()));
         let parsed = match &minted {
-            Ok(t) => match Token::parse(t.expose()) {
-                Ok(p) => {
-                    let (kid_known, verified, problem) = self.check_token(&p, &keys, now);
-                    d.kid_known = kid_known;
-                    d.token_verified = verified;
-                    problems.extend(problem);
-                    Some(p)
-                }
-                Err(e) => {
-                    d.token_verified = Some(false);
-                    problems.push(Failure::new(Reason::TokenInvalid, e.to_string()));
-                    None
-                }
-            },
+            Ok(t) => self.inspect(t, &keys, now, &mut d, &mut problems),
             Err(f) => {
                 problems.push(f.clone());
                 None
             }
         };
-
-        let wants = |c| self.spec.cases.contains(&c);
-        let forged = match (&self.forger, wants(AuthCase::ForgedToken)) {
-            (Some(f), true) => {
-                let kid = parsed
-                    .as_ref()
-                    .and_then(|p| p.kid.clone())
-                    .or_else(|| keys.first().map(|k| k.kid.clone()))
-                    .unwrap_or_else(|| "ins_authwatch".into());
-                let claims = jwt::fresh_claims(parsed.as_ref(), self.spec.issuer.as_deref(), now);
-                f.sign(&kid, &claims).map(Secret::new)
-            }
-            _ => None,
-        };
-        let expired = {
-            let mut held = lock(&self.held);
-            let leeway = i64::try_from(self.spec.leeway.as_secs()).unwrap_or(0);
-            if let Some((t, exp)) = held.pending.take() {
-                if jwt::unix(now) > exp + leeway {
-                    held.expired = Some(t);
-                } else {
-                    held.pending = Some((t, exp));
-                }
-            }
-            if held.pending.is_none()
-                && let (Ok(t), Some(p)) = (&minted, &parsed)
-            {
-                held.pending = Some((t.clone(), p.claim_i64("exp").unwrap_or(i64::MAX)));
-            }
-            held.expired.clone()
-        };
-
-        let valid_token = minted.as_ref().ok().filter(|_| wants(AuthCase::ValidToken));
+        let forged = self.forge(parsed.as_ref(), &keys, now);
+        let leeway = i64::try_from(self.spec.leeway.as_secs()).unwrap_or(0);
+        let expired =
+            lock(&self.held).cycle(minted.as_ref().ok().zip(parsed.as_ref()), leeway, now);
+        let valid = minted.as_ref().ok();
         let scratch = (Trace::default(), Trace::default(), Trace::default());
-        let (valid, none, forged_r, expired_r) = tokio::join!(
-            async {
-                match valid_token {
-                    Some(t) => Some(
-                        self.call(AuthCase::ValidToken, Some(t.expose()), trace, case_deadline)
-                            .await,
-                    ),
-                    None => None,
-                }
-            },
-            async {
-                match wants(AuthCase::NoToken) {
-                    true => Some(
-                        self.call(AuthCase::NoToken, None, &scratch.0, case_deadline)
-                            .await,
-                    ),
-                    false => None,
-                }
-            },
-            async {
-                match &forged {
-                    Some(t) => Some(
-                        self.call(
-                            AuthCase::ForgedToken,
-                            Some(t.expose()),
-                            &scratch.1,
-                            case_deadline,
-                        )
-                        .await,
-                    ),
-                    None => None,
-                }
-            },
-            async {
-                match expired.as_ref().filter(|_| wants(AuthCase::ExpiredToken)) {
-                    Some(t) => Some(
-                        self.call(
-                            AuthCase::ExpiredToken,
-                            Some(t.expose()),
-                            &scratch.2,
-                            case_deadline,
-                        )
-                        .await,
-                    ),
-                    None => None,
-                }
-            },
+        let results = tokio::join!(
+            self.case(AuthCase::ValidToken, Some(valid), trace, case_deadline),
+            self.case(AuthCase::NoToken, None, &scratch.0, case_deadline),
+            self.case(
+                AuthCase::ForgedToken,
+                Some(forged.as_ref()),
+                &scratch.1,
+                case_deadline
+            ),
+            self.case(
+                AuthCase::ExpiredToken,
+                Some(expired.as_ref()),
+                &scratch.2,
+                case_deadline
+            ),
         );
-        for (result, failure) in [valid, none, forged_r, expired_r].into_iter().flatten() {
+        let (a, b, c, e) = results;
+        for (result, failure) in [a, b, c, e].into_iter().flatten() {
             if failure
                 .as_ref()
                 .is_some_and(|f| f.reason == Reason::AuthAcceptsInvalidToken)
@@ -596,17 +539,7 @@ impl Kind for Auth {
             d.cases.push(result);
             problems.extend(failure);
         }
-        // The most serious problem names the run: fail-open first, then what explains a
-        // rejected valid token, then the rejection itself, then transport trouble.
-        problems.sort_by_key(|f| match f.reason {
-            Reason::AuthAcceptsInvalidToken => 0,
-            Reason::TokenKidUnknown => 1,
-            Reason::TokenInvalid => 2,
-            Reason::AuthSecretKeyInvalid => 3,
-            Reason::TokenMintFailed => 4,
-            Reason::AuthValidTokenRejected => 5,
-            _ => 6,
-        });
+        problems.sort_by_key(|f| severity(f.reason));
         Outcome {
             details: Some(d),
             failure: problems.into_iter().next(),

@@ -255,11 +255,33 @@ pub struct KindStatus {
     pub note: Option<String>,
 }
 
+/// Whether two strings are equal, usable in constants (the registry checks that each kind's
+/// section key is its `NAME` at compile time).
+pub const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Builds the registry from one line per kind: `key: Variant => path::Type,`. It generates
 /// the kind enums (`KindId`, `Spec`, `Details`, `Kept`), the raw probe and module entries
 /// with one optional section per kind, and the dispatch from each to the kind's file.
 macro_rules! kinds {
     ($($key:ident: $V:ident => $ty:ty,)+) => {
+        $(const _: () = assert!(
+            $crate::probe::kind::same(stringify!($key), <$ty as Kind>::NAME),
+            "a kind's registry key must be its NAME"
+        );)+
+
         /// Every registered probe kind.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum KindId {
