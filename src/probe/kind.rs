@@ -272,11 +272,17 @@ pub const fn same(a: &str, b: &str) -> bool {
     true
 }
 
-/// Builds the registry from one line per kind: `key: Variant => path::Type,`. It generates
+/// Builds the registry from one line per kind: `key: Type,` for the kind type `Type` in
+/// the file `probe/key.rs` (the key is also the config section and the `kind` label). It
+/// declares the kind modules and generates
 /// the kind enums (`KindId`, `Spec`, `Details`, `Kept`), the raw probe and module entries
 /// with one optional section per kind, and the dispatch from each to the kind's file.
 macro_rules! kinds {
-    ($($key:ident: $V:ident => $ty:ty,)+) => {
+    ($($key:ident: $V:ident,)+) => {
+        $(pub mod $key;)+
+        kinds!(@expand $($key: $V => $key::$V,)+);
+    };
+    (@expand $($key:ident: $V:ident => $ty:ty,)+) => {
         $(const _: () = assert!(
             $crate::probe::kind::same(stringify!($key), <$ty as Kind>::NAME),
             "a kind's registry key must be its NAME"

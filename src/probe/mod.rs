@@ -2,12 +2,6 @@
 //! the kind enums, the raw config entries and the dispatch to each kind's file. Adding a kind
 //! is a new file implementing `kind::Kind` plus one line here.
 
-pub mod api_health;
-pub mod auth;
-pub mod clock;
-pub mod dns;
-pub mod https;
-pub mod jwks;
 pub mod kind;
 pub mod state;
 
@@ -27,13 +21,14 @@ use crate::net::trace::{Phase, Trace};
 use kind::{Deps, Kind, KindStatus, SectionCx, View, kinds, reasons_of};
 use state::ProbeState;
 
+// One line per kind: `section_key: KindType,` for `probe/section_key.rs`.
 kinds! {
-    dns: Dns => dns::Dns,
-    https: Https => https::Https,
-    jwks: Jwks => jwks::Jwks,
-    api_health: ApiHealth => api_health::ApiHealth,
-    clock: Clock => clock::Clock,
-    auth: Auth => auth::Auth,
+    dns: Dns,
+    https: Https,
+    jwks: Jwks,
+    api_health: ApiHealth,
+    clock: Clock,
+    auth: Auth,
 }
 
 /// One validated probe.
