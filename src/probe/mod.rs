@@ -29,6 +29,7 @@ kinds! {
     api_health: ApiHealth,
     clock: Clock,
     auth: Auth,
+    tcp: Tcp,
 }
 
 /// One validated probe.
