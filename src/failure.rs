@@ -43,6 +43,9 @@ pub enum Reason {
 /// Reasons any probe that makes an HTTP request can end with: the first 21 of `ALL`.
 pub const HTTP_REASONS: &[Reason] = Reason::ALL.split_at(21).0;
 
+/// The DNS stage: the first 6 of `ALL`.
+pub const DNS_REASONS: &[Reason] = Reason::ALL.split_at(6).0;
+
 impl Reason {
     pub const ALL: &'static [Reason] = &[
         Reason::DnsNxdomain,
@@ -158,7 +161,8 @@ mod tests {
     }
 
     #[test]
-    fn http_reasons_end_with_the_http_stage() {
+    fn stage_slices_end_where_their_stage_does() {
         assert_eq!(HTTP_REASONS.last(), Some(&Reason::BodyTooLarge));
+        assert_eq!(DNS_REASONS.last(), Some(&Reason::DnsError));
     }
 }

@@ -14,7 +14,7 @@ use crate::failure::{Failure, Reason};
 use crate::net::http::{ConnSpec, HttpClient};
 use crate::net::target::Target;
 use crate::net::trace::Trace;
-use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View, module_url};
+use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View, with_url};
 
 /// Checks exported per probe unless `max_checks` says otherwise, and the most it may say.
 const DEFAULT_MAX_CHECKS: usize = 32;
@@ -178,7 +178,8 @@ pub fn extract_checks(
 impl Kind for ApiHealth {
     const NAME: &'static str = "api_health";
     const HTTP: bool = true;
-    const REASONS: &'static [Reason] = &[Reason::BodyInvalid, Reason::HealthCheckFailed];
+    const REASONS: &'static [&'static [Reason]] =
+        &[&[Reason::BodyInvalid, Reason::HealthCheckFailed]];
     const FAMILIES: &'static [&'static Family] = &[&API_CHECK, &API_TRUNCATED];
     type Raw = RawApiHealth;
     type Spec = ApiHealthSpec;
@@ -210,10 +211,7 @@ impl Kind for ApiHealth {
     }
 
     fn retarget(spec: &ApiHealthSpec, target: &str) -> Result<ApiHealthSpec, String> {
-        Ok(ApiHealthSpec {
-            target: module_url(target)?,
-            ..spec.clone()
-        })
+        with_url(spec, target, |s| &mut s.target)
     }
 
     fn new(spec: &ApiHealthSpec, conn: &ConnSpec, deps: &Deps) -> Self {

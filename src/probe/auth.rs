@@ -371,14 +371,14 @@ fn token_source(a: &RawAuth, cx: &SectionCx<'_>) -> Result<TokenSource, ConfigEr
 impl Kind for Auth {
     const NAME: &'static str = "auth";
     const HTTP: bool = true;
-    const REASONS: &'static [Reason] = &[
+    const REASONS: &'static [&'static [Reason]] = &[&[
         Reason::TokenMintFailed,
         Reason::AuthSecretKeyInvalid,
         Reason::TokenInvalid,
         Reason::TokenKidUnknown,
         Reason::AuthValidTokenRejected,
         Reason::AuthAcceptsInvalidToken,
-    ];
+    ]];
     /// It tests the API's behaviour, not a Clerk dependency.
     const DEFAULT_ROLE: Role = Role::Api;
     /// A module runs against any target a caller names: it must never mint tokens with the

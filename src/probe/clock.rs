@@ -12,7 +12,7 @@ use crate::failure::{Failure, Reason};
 use crate::net::http::{ConnSpec, HttpClient};
 use crate::net::target::Target;
 use crate::net::trace::Trace;
-use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, module_url};
+use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, with_url};
 
 /// The SDKs' default tolerance (DESIGN.md §10: JS and Python allow 5 s).
 const DEFAULT_MAX_OFFSET: Duration = Duration::from_secs(5);
@@ -40,7 +40,7 @@ pub struct Clock {
 impl Kind for Clock {
     const NAME: &'static str = "clock";
     const HTTP: bool = true;
-    const REASONS: &'static [Reason] = &[Reason::ClockSkew];
+    const REASONS: &'static [&'static [Reason]] = &[&[Reason::ClockSkew]];
     type Raw = RawClock;
     type Spec = ClockSpec;
     type Details = ();
@@ -58,10 +58,7 @@ impl Kind for Clock {
     }
 
     fn retarget(spec: &ClockSpec, target: &str) -> Result<ClockSpec, String> {
-        Ok(ClockSpec {
-            target: module_url(target)?,
-            ..spec.clone()
-        })
+        with_url(spec, target, |s| &mut s.target)
     }
 
     fn new(spec: &ClockSpec, conn: &ConnSpec, deps: &Deps) -> Self {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::base::{ConfigError, Text, is_hostname};
 use crate::encode::{Encoder, Family, family, flag};
-use crate::failure::{Failure, Reason};
+use crate::failure::{DNS_REASONS, Failure, Reason};
 use crate::net::http::ConnSpec;
 use crate::net::resolve::{
     ResolverSpec, SystemFiles, query_servers, severity_rank, system_servers,
@@ -139,16 +139,9 @@ impl Kind for Dns {
     const NAME: &'static str = "dns";
     const HTTP: bool = false;
     const PHASES: &'static [Phase] = &[Phase::Resolve];
-    const REASONS: &'static [Reason] = &[
-        Reason::DnsNxdomain,
-        Reason::DnsNodata,
-        Reason::DnsServfail,
-        Reason::DnsRefused,
-        Reason::DnsTimeout,
-        Reason::DnsError,
-        Reason::ConnectRefused,
-        Reason::NetworkUnreachable,
-        Reason::Timeout,
+    const REASONS: &'static [&'static [Reason]] = &[
+        DNS_REASONS,
+        &[Reason::ConnectRefused, Reason::NetworkUnreachable, Reason::Timeout],
     ];
     const FAMILIES: &'static [&'static Family] =
         &[&DNS_SUCCESS, &DNS_RCODE, &DNS_ANSWERS, &DNS_DURATION];

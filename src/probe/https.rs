@@ -9,7 +9,7 @@ use crate::failure::{Failure, Reason};
 use crate::net::http::{ConnSpec, HttpClient};
 use crate::net::target::Target;
 use crate::net::trace::Trace;
-use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, module_url};
+use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, with_url};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +33,7 @@ pub struct Https {
 impl Kind for Https {
     const NAME: &'static str = "https";
     const HTTP: bool = true;
-    const REASONS: &'static [Reason] = &[];
+    const REASONS: &'static [&'static [Reason]] = &[];
     type Raw = RawHttps;
     type Spec = HttpsSpec;
     type Details = ();
@@ -53,10 +53,7 @@ impl Kind for Https {
     }
 
     fn retarget(spec: &HttpsSpec, target: &str) -> Result<HttpsSpec, String> {
-        Ok(HttpsSpec {
-            target: module_url(target)?,
-            ..spec.clone()
-        })
+        with_url(spec, target, |s| &mut s.target)
     }
 
     fn new(spec: &HttpsSpec, conn: &ConnSpec, deps: &Deps) -> Self {

@@ -331,13 +331,13 @@ impl Jwks {
 impl Kind for Jwks {
     const NAME: &'static str = "jwks";
     const HTTP: bool = true;
-    const REASONS: &'static [Reason] = &[
+    const REASONS: &'static [&'static [Reason]] = &[&[
         Reason::BodyInvalid,
         Reason::JwksNoKeys,
         Reason::JwksInvalidKey,
         Reason::JwksDuplicateKid,
         Reason::AuthSecretKeyInvalid,
-    ];
+    ]];
     const FAMILIES: &'static [&'static Family] = &[
         &JWKS_KEYS,
         &JWKS_LAST_SUCCESS,

@@ -36,8 +36,9 @@ pub trait Kind: Sized + fmt::Debug + Send + Sync + 'static {
     const HTTP: bool;
     /// The phases its runs go through (the `phase` label domain).
     const PHASES: &'static [Phase] = &Phase::ALL;
-    /// Reasons its runs can fail with, beyond the HTTP ones when `HTTP`.
-    const REASONS: &'static [Reason];
+    /// Reasons its runs can fail with, beyond the HTTP ones when `HTTP`, in groups (such as
+    /// `failure::DNS_REASONS`) that are concatenated.
+    const REASONS: &'static [&'static [Reason]];
     /// The role a probe of this kind has when the config sets none.
     const DEFAULT_ROLE: Role = Role::Clerk;
     /// Whether a `/probe` module may be of this kind.
@@ -107,7 +108,9 @@ pub fn reasons_of<K: Kind>() -> Vec<Reason> {
     } else {
         Vec::new()
     };
-    r.extend_from_slice(K::REASONS);
+    for group in K::REASONS {
+        r.extend_from_slice(group);
+    }
     r
 }
 
@@ -172,6 +175,17 @@ pub fn module_url(target: &str) -> Result<Target, String> {
     } else {
         Target::parse(&format!("https://{target}/"))
     }
+}
+
+/// `spec` with its URL (at `slot`) replaced by a `/probe` request's target.
+pub fn with_url<S: Clone>(
+    spec: &S,
+    target: &str,
+    slot: fn(&mut S) -> &mut Target,
+) -> Result<S, String> {
+    let mut s = spec.clone();
+    *slot(&mut s) = module_url(target)?;
+    Ok(s)
 }
 
 /// What runners are built with: the system files, the trust store, and a read handle to the
@@ -512,25 +526,33 @@ macro_rules! kinds {
             $(pub $key: Option<<$ty as Kind>::Raw>,)+
         }
 
-        impl RawProbe {
+        /// The sections of one entry, one per kind.
+        struct Sections<'a> {
+            $($key: Option<&'a <$ty as Kind>::Raw>,)+
+        }
+
+        impl Sections<'_> {
             /// Validates the one kind section.
-            pub fn settings(&self, what: &str, cx: &SectionCx<'_>) -> Result<Spec, ConfigError> {
+            fn settings(&self, what: &str, cx: &SectionCx<'_>) -> Result<Spec, ConfigError> {
                 exactly_one(what, cx, &[$((KindId::$V, self.$key.is_some()),)+])?;
-                $(if let Some(r) = &self.$key {
+                $(if let Some(r) = self.$key {
                     return Ok(Spec::$V(<$ty as Kind>::validate(r, cx)?));
                 })+
                 Err(cx.err(format!("{what} has no kind")))
             }
         }
 
+        impl RawProbe {
+            /// Validates the one kind section.
+            pub fn settings(&self, what: &str, cx: &SectionCx<'_>) -> Result<Spec, ConfigError> {
+                Sections { $($key: self.$key.as_ref(),)+ }.settings(what, cx)
+            }
+        }
+
         impl RawModule {
             /// Validates the one kind section.
             pub fn settings(&self, what: &str, cx: &SectionCx<'_>) -> Result<Spec, ConfigError> {
-                exactly_one(what, cx, &[$((KindId::$V, self.$key.is_some()),)+])?;
-                $(if let Some(r) = &self.$key {
-                    return Ok(Spec::$V(<$ty as Kind>::validate(r, cx)?));
-                })+
-                Err(cx.err(format!("{what} has no kind")))
+                Sections { $($key: self.$key.as_ref(),)+ }.settings(what, cx)
             }
         }
 

@@ -106,3 +106,39 @@ impl RunResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_distinct_label_and_distinct_reasons() {
+        let mut labels: Vec<&str> = KindId::ALL.iter().map(|k| k.as_label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), KindId::ALL.len());
+        for k in KindId::ALL {
+            let r = k.reasons();
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), r.len(), "{k:?} repeats a reason");
+            assert!(!r.is_empty(), "{k:?} has no reasons");
+        }
+        assert_eq!(
+            KindId::Dns.reasons(),
+            [
+                Reason::DnsNxdomain,
+                Reason::DnsNodata,
+                Reason::DnsServfail,
+                Reason::DnsRefused,
+                Reason::DnsTimeout,
+                Reason::DnsError,
+                Reason::ConnectRefused,
+                Reason::NetworkUnreachable,
+                Reason::Timeout,
+            ]
+        );
+        assert_eq!(KindId::Https.reasons(), crate::failure::HTTP_REASONS);
+    }
+}

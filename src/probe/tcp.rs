@@ -6,7 +6,7 @@ use serde_saphyr::Spanned;
 use tokio::time::Instant;
 
 use crate::config::base::{ConfigError, Role, Text};
-use crate::failure::Reason;
+use crate::failure::{DNS_REASONS, Reason};
 use crate::net::http::{ConnSpec, connect_any};
 use crate::net::resolve::{IpFamily, Resolver, ResolverSpec};
 use crate::net::target::{Target, split_host_port};
@@ -48,18 +48,15 @@ impl Kind for Tcp {
     const NAME: &'static str = "tcp";
     const HTTP: bool = false;
     const PHASES: &'static [Phase] = &[Phase::Resolve, Phase::Connect];
-    const REASONS: &'static [Reason] = &[
-        Reason::DnsNxdomain,
-        Reason::DnsNodata,
-        Reason::DnsServfail,
-        Reason::DnsRefused,
-        Reason::DnsTimeout,
-        Reason::DnsError,
+    const REASONS: &'static [&'static [Reason]] = &[
+        DNS_REASONS,
+        &[
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::NetworkUnreachable,
         Reason::ConnectionReset,
         Reason::Timeout,
+        ],
     ];
     /// The API's own dependencies are not Clerk's: informational unless the config says the
     /// API cannot serve without them (`role: api`).
