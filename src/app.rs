@@ -153,13 +153,22 @@ impl App {
             trust_store_certificates: lock(&self.trust).get().count,
             now: SystemTime::now(),
         };
-        let next = diagnosis::diagnose(&probes, &inputs);
+        let mut next = diagnosis::diagnose(&probes, &inputs);
         let mut current = lock(&self.diagnosis);
+        next.carry_since(&current, inputs.now);
         for cause in next.causes.difference(&current.causes) {
+            let evidence: Vec<String> = next
+                .evidence
+                .get(cause)
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{}: {}", e.probe, e.detail))
+                .collect();
             tracing::warn!(
                 cause = cause.as_label(),
                 severity = cause.severity(),
                 summary = cause.summary(),
+                evidence = %evidence.join("; "),
                 remediation = cause.remediation(),
                 "diagnosis: cause active"
             );
@@ -171,7 +180,15 @@ impl App {
             if next.auth_healthy {
                 tracing::info!("auth healthy");
             } else if next.unexplained() {
-                tracing::warn!("auth unhealthy, no known cause matches (see the failing probes)");
+                let residue: Vec<String> = next
+                    .residue
+                    .iter()
+                    .map(|e| format!("{}: {}", e.probe, e.detail))
+                    .collect();
+                tracing::warn!(
+                    evidence = %residue.join("; "),
+                    "auth unhealthy, no known cause matches (see the failing probes)"
+                );
             } else {
                 tracing::warn!("auth unhealthy");
             }

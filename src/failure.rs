@@ -11,10 +11,12 @@ pub enum Reason {
     DnsRefused,
     DnsTimeout,
     DnsError,
+    DnsUnreachable,
     ConnectRefused,
     ConnectTimeout,
     NetworkUnreachable,
     ConnectionReset,
+    LocalResourcesExhausted,
     ProxyConnectFailed,
     ProxyAuthRequired,
     TlsUnknownIssuer,
@@ -40,11 +42,11 @@ pub enum Reason {
     AuthAcceptsInvalidToken,
 }
 
-/// Reasons any probe that makes an HTTP request can end with: the first 21 of `ALL`.
-pub const HTTP_REASONS: &[Reason] = Reason::ALL.split_at(21).0;
+/// Reasons any probe that makes an HTTP request can end with: the first 23 of `ALL`.
+pub const HTTP_REASONS: &[Reason] = Reason::ALL.split_at(23).0;
 
-/// The DNS stage: the first 6 of `ALL`.
-pub const DNS_REASONS: &[Reason] = Reason::ALL.split_at(6).0;
+/// The DNS stage: the first 7 of `ALL`.
+pub const DNS_REASONS: &[Reason] = Reason::ALL.split_at(7).0;
 
 impl Reason {
     pub const ALL: &'static [Reason] = &[
@@ -54,10 +56,12 @@ impl Reason {
         Reason::DnsRefused,
         Reason::DnsTimeout,
         Reason::DnsError,
+        Reason::DnsUnreachable,
         Reason::ConnectRefused,
         Reason::ConnectTimeout,
         Reason::NetworkUnreachable,
         Reason::ConnectionReset,
+        Reason::LocalResourcesExhausted,
         Reason::ProxyConnectFailed,
         Reason::ProxyAuthRequired,
         Reason::TlsUnknownIssuer,
@@ -92,10 +96,12 @@ impl Reason {
             Reason::DnsRefused => "dns_refused",
             Reason::DnsTimeout => "dns_timeout",
             Reason::DnsError => "dns_error",
+            Reason::DnsUnreachable => "dns_unreachable",
             Reason::ConnectRefused => "connect_refused",
             Reason::ConnectTimeout => "connect_timeout",
             Reason::NetworkUnreachable => "network_unreachable",
             Reason::ConnectionReset => "connection_reset",
+            Reason::LocalResourcesExhausted => "local_resources_exhausted",
             Reason::ProxyConnectFailed => "proxy_connect_failed",
             Reason::ProxyAuthRequired => "proxy_auth_required",
             Reason::TlsUnknownIssuer => "tls_unknown_issuer",
@@ -134,6 +140,17 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Whether an I/O error says this machine ran out of something (file descriptors, buffers,
+/// memory) rather than anything about the network: such a failure must never read as a
+/// network cause. The numbers are Linux's errno values, the platform authwatch runs on.
+pub fn local_exhaustion(e: &std::io::Error) -> bool {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const ENOBUFS: i32 = 105;
+    matches!(e.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | ENOBUFS))
+}
+
 impl Failure {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Failure {
@@ -163,6 +180,6 @@ mod tests {
     #[test]
     fn stage_slices_end_where_their_stage_does() {
         assert_eq!(HTTP_REASONS.last(), Some(&Reason::BodyTooLarge));
-        assert_eq!(DNS_REASONS.last(), Some(&Reason::DnsError));
+        assert_eq!(DNS_REASONS.last(), Some(&Reason::DnsUnreachable));
     }
 }

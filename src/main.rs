@@ -71,6 +71,14 @@ fn listen_address(s: &str) -> String {
     }
 }
 
+/// What the configuration leaves unwatched of the user's Clerk instance and API.
+fn coverage_gaps(c: &Config) -> Vec<String> {
+    authwatch::diagnosis::coverage_evidence(authwatch::diagnosis::coverage_of(c.probes.iter()))
+        .into_iter()
+        .map(|e| e.detail)
+        .collect()
+}
+
 fn check_config(cli: &Cli) -> ExitCode {
     if let Some(web) = &cli.web_config_file
         && let Err(e) = WebConfig::load(web)
@@ -87,6 +95,9 @@ fn check_config(cli: &Cli) -> ExitCode {
                 names.len(),
                 names.join(", ")
             );
+            for gap in coverage_gaps(&c) {
+                eprintln!("{}: warning: not watched: {gap}", c.source);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -106,6 +117,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     tracing::info!(config = %config.source, probes = config.probes.len(), "starting");
+    for gap in coverage_gaps(&config) {
+        tracing::warn!(gap = %gap, "not watched");
+    }
     let app = App::start(&config, cli.config_file.clone());
     let srv = Arc::new(Server {
         app: app.clone(),

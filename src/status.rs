@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::diagnosis::{Cause, Diagnosis, worst_clock_offset};
+use crate::diagnosis::{Cause, Diagnosis, Evidence, worst_clock_offset};
 use crate::net::trace::Phase;
 use crate::probe::kind_status;
 use crate::probe::state::ProbeState;
@@ -28,6 +28,11 @@ pub struct StatusView {
     /// Unhealthy with no known cause.
     pub unexplained: bool,
     pub causes: Vec<CauseView>,
+    /// Failures no cause explains.
+    pub unexplained_evidence: Vec<EvidenceView>,
+    /// Auth-critical probes waiting for a (fresh enough) run.
+    pub pending: Vec<String>,
+    pub coverage: CoverageView,
     /// The offset furthest from zero any probe measured.
     pub clock_offset_seconds: Option<f64>,
     pub probes: Vec<ProbeRow>,
@@ -39,6 +44,32 @@ pub struct CauseView {
     pub severity: &'static str,
     pub summary: &'static str,
     pub remediation: &'static str,
+    /// When it became active.
+    pub since: Option<String>,
+    /// What it rests on: `probe: detail`.
+    pub evidence: Vec<EvidenceView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EvidenceView {
+    pub probe: String,
+    pub detail: String,
+}
+
+impl EvidenceView {
+    fn of(e: &Evidence) -> EvidenceView {
+        EvidenceView {
+            probe: e.probe.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+/// What of the user's setup is watched.
+#[derive(Debug, Serialize)]
+pub struct CoverageView {
+    pub clerk_instance: bool,
+    pub api: bool,
 }
 
 /// One probe.
@@ -132,12 +163,20 @@ impl ProbeRow {
 }
 
 impl CauseView {
-    fn of(c: Cause) -> CauseView {
+    fn of(c: Cause, d: &Diagnosis) -> CauseView {
         CauseView {
             cause: c.as_label(),
             severity: c.severity(),
             summary: c.summary(),
             remediation: c.remediation(),
+            since: d.since.get(&c).map(|t| ts(*t)),
+            evidence: d
+                .evidence
+                .get(&c)
+                .into_iter()
+                .flatten()
+                .map(EvidenceView::of)
+                .collect(),
         }
     }
 }
@@ -149,7 +188,17 @@ impl StatusView {
             version: env!("CARGO_PKG_VERSION"),
             auth_healthy: diagnosis.auth_healthy,
             unexplained: diagnosis.unexplained(),
-            causes: diagnosis.causes.iter().map(|c| CauseView::of(*c)).collect(),
+            causes: diagnosis
+                .causes
+                .iter()
+                .map(|c| CauseView::of(*c, diagnosis))
+                .collect(),
+            unexplained_evidence: diagnosis.residue.iter().map(EvidenceView::of).collect(),
+            pending: diagnosis.pending.clone(),
+            coverage: CoverageView {
+                clerk_instance: diagnosis.coverage.clerk_instance,
+                api: diagnosis.coverage.api,
+            },
             clock_offset_seconds: worst_clock_offset(probes),
             probes: probes.iter().map(|p| ProbeRow::of(p, now)).collect(),
         }
@@ -192,7 +241,7 @@ header{padding:14px 16px;color:#fff}header h1{margin:0;font-size:20px}header p{m
 main{padding:12px;max-width:1100px;margin:auto}
 section{background:#fff;border-radius:8px;padding:12px;margin-bottom:12px;box-shadow:0 1px 2px #0002}
 h2{font-size:16px;margin:0 0 8px}.cause{border-left:4px solid #b3261e;padding:6px 10px;margin:8px 0;background:#fdf3f2}
-.cause.warning{border-color:#c77700;background:#fff8ec}.cause b{display:block}
+.cause.warning{border-color:#c77700;background:#fff8ec}.cause b{display:block}.evidence{margin:4px 0;padding-left:18px;font-size:13px}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:6px 4px;border-bottom:1px solid #e3e5ea;vertical-align:top}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:13px;color:#fff}
 .b-ok{background:#1f7a3f}.b-failing{background:#b3261e}.b-pending{background:#6b7280}
@@ -223,7 +272,42 @@ pub fn html(status: &StatusView) -> String {
     h
 }
 
+fn coverage_html(h: &mut String, c: &CoverageView) {
+    let gaps: Vec<&str> = [
+        (!c.clerk_instance)
+            .then_some("your Clerk instance (no jwks probe: set CLERK_PUBLISHABLE_KEY)"),
+        (!c.api).then_some("your API (no probe with role api: set AUTHWATCH_API_URL)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !gaps.is_empty() {
+        let _ = write!(
+            h,
+            "<section id=\"coverage\" class=\"cause warning\"><b>Not watched</b>{}</section>",
+            esc(&gaps.join("; "))
+        );
+    }
+}
+
+fn evidence_html(h: &mut String, evidence: &[EvidenceView]) {
+    if evidence.is_empty() {
+        return;
+    }
+    h.push_str("<ul class=\"evidence\">");
+    for e in evidence {
+        let _ = write!(
+            h,
+            "<li><code>{}</code> {}</li>",
+            esc(&e.probe),
+            esc(&e.detail)
+        );
+    }
+    h.push_str("</ul>");
+}
+
 fn causes_html(h: &mut String, status: &StatusView) {
+    coverage_html(h, &status.coverage);
     h.push_str("<section id=\"causes\"><h2>Diagnosis</h2>");
     if status.causes.is_empty() {
         h.push_str(if status.unexplained {
@@ -235,12 +319,26 @@ fn causes_html(h: &mut String, status: &StatusView) {
     for c in &status.causes {
         let _ = write!(
             h,
-            "<div class=\"cause {}\" data-cause=\"{}\"><b>{}</b>{}<br><small>Fix: {}</small></div>",
+            "<div class=\"cause {}\" data-cause=\"{}\"><b>{}</b>{}<br><small>since {}</small>",
             esc(c.severity),
             esc(c.cause),
             esc(c.cause),
             esc(c.summary),
-            esc(c.remediation),
+            esc(c.since.as_deref().unwrap_or("now")),
+        );
+        evidence_html(h, &c.evidence);
+        let _ = write!(h, "<small>Fix: {}</small></div>", esc(c.remediation));
+    }
+    if !status.unexplained_evidence.is_empty() {
+        h.push_str("<div class=\"cause\" data-cause=\"unexplained\"><b>unexplained</b>These failures fit no cause:");
+        evidence_html(h, &status.unexplained_evidence);
+        h.push_str("</div>");
+    }
+    if !status.pending.is_empty() {
+        let _ = write!(
+            h,
+            "<p id=\"pending\">Waiting for a fresh run of: {}</p>",
+            esc(&status.pending.join(", "))
         );
     }
     if let Some(o) = status.clock_offset_seconds {

@@ -372,13 +372,15 @@ async fn alerts_and_dashboard_against_real_prometheus() {
     s.faults.date_offset.store(0, Ordering::SeqCst);
     s.wait_healthy().await;
 
-    // 5. JWKS stale: a captive portal answers instead of the JWKS for longer than the max age.
+    // 5. A captive portal answers instead of the JWKS: named as what it is (an answer Clerk
+    //    does not send), and the JWKS going stale meanwhile is its consequence, not a second
+    //    cause.
     let t = s
-        .expect("AuthJwksStale", "jwks_stale", |s| {
+        .expect("AuthResponseInvalid", "response_invalid", |s| {
             s.faults.jwks_portal.store(true, Ordering::SeqCst)
         })
         .await;
-    report.push(("jwks_stale", t));
+    report.push(("response_invalid", t));
     s.faults.jwks_portal.store(false, Ordering::SeqCst);
     s.wait_healthy().await;
 

@@ -100,7 +100,7 @@ async fn status_page_renders_healthy_and_failing_states() {
     .await;
     let base = format!("http://127.0.0.1:{}", server.port());
     let healthy = format!(
-        "global: {{interval: 300ms, timeout: 1s}}\nclerk: {{secret_key: {SECRET}, api_url: \"{base}\"}}\nprobes:\n  - name: clerk-api\n    https: {{url: \"{base}/\"}}\n"
+        "global: {{interval: 300ms, timeout: 1s}}\nclerk: {{secret_key: {SECRET}, api_url: \"{base}\"}}\nprobes:\n  - name: clerk-api\n    https: {{url: \"{base}/\"}}\n  - name: api-status\n    role: api\n    api_health: {{url: \"{base}/status\"}}\n"
     );
     // The API's own health check fails while Clerk is fine: the seed's case.
     let failing = format!(

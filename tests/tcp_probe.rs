@@ -86,14 +86,27 @@ probes:
         find(&text, "authwatch_http_status_code", &[("kind", "tcp")]).is_empty(),
         "a tcp probe has no HTTP series"
     );
-    // Only the probe marked role api counts for auth health; the refused one is `other`.
-    // The diagnosis runs once a second, so wait for its verdict on these runs.
+    // A refused tcp probe of role `other` names no cause; this config watches no Clerk
+    // instance, so the one cause is the coverage gap and auth is not called healthy. The
+    // diagnosis runs once a second, so wait for its verdict on these runs.
     let text = d
         .wait_for(
-            |t| value(t, "authwatch_auth_healthy", &[]).is_some_and(|v| v == 1.0),
+            |t| value(t, "authwatch_diagnosis", &[("cause", "coverage_missing")]) == Some(1.0),
             Duration::from_secs(5),
         )
         .await;
+    let active: Vec<String> = find(&text, "authwatch_diagnosis", &[])
+        .into_iter()
+        .filter(|s| s.value == 1.0)
+        .filter_map(|s| s.label("cause").map(str::to_string))
+        .collect();
+    assert_eq!(active, ["coverage_missing"], "{text}");
+    assert_eq!(expect_value(&text, "authwatch_auth_healthy", &[]), 0.0);
+    assert_eq!(
+        expect_value(&text, "authwatch_coverage", &[("scope", "api")]),
+        1.0,
+        "the role api tcp probe counts as watching the API"
+    );
     assert_eq!(
         reason_of(&text, "refused").as_deref(),
         Some("connect_refused")

@@ -20,10 +20,21 @@ pub enum Cause {
     CertExpiring,
     AuthFailOpen,
     AuthRejectsValidTokens,
+    NetworkDown,
+    DnsEgressBlocked,
+    CertInvalid,
+    RateLimited,
+    ResponseInvalid,
+    EndpointRejected,
+    ApiUnreachable,
+    VerifierStalling,
+    ProbeTokenUnavailable,
+    LocalResourcesExhausted,
+    CoverageMissing,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 15] = [
+    pub const ALL: [Cause; 26] = [
         Cause::DnsResolverBroken,
         Cause::DnsNameMissing,
         Cause::EgressBlocked,
@@ -39,6 +50,17 @@ impl Cause {
         Cause::CertExpiring,
         Cause::AuthFailOpen,
         Cause::AuthRejectsValidTokens,
+        Cause::NetworkDown,
+        Cause::DnsEgressBlocked,
+        Cause::CertInvalid,
+        Cause::RateLimited,
+        Cause::ResponseInvalid,
+        Cause::EndpointRejected,
+        Cause::ApiUnreachable,
+        Cause::VerifierStalling,
+        Cause::ProbeTokenUnavailable,
+        Cause::LocalResourcesExhausted,
+        Cause::CoverageMissing,
     ];
 
     pub fn as_label(self) -> &'static str {
@@ -58,12 +80,28 @@ impl Cause {
             Cause::CertExpiring => "cert_expiring",
             Cause::AuthFailOpen => "auth_fail_open",
             Cause::AuthRejectsValidTokens => "auth_rejects_valid_tokens",
+            Cause::NetworkDown => "network_down",
+            Cause::DnsEgressBlocked => "dns_egress_blocked",
+            Cause::CertInvalid => "cert_invalid",
+            Cause::RateLimited => "rate_limited",
+            Cause::ResponseInvalid => "response_invalid",
+            Cause::EndpointRejected => "endpoint_rejected",
+            Cause::ApiUnreachable => "api_unreachable",
+            Cause::VerifierStalling => "verifier_stalling",
+            Cause::ProbeTokenUnavailable => "probe_token_unavailable",
+            Cause::LocalResourcesExhausted => "local_resources_exhausted",
+            Cause::CoverageMissing => "coverage_missing",
         }
     }
 
     pub fn severity(self) -> &'static str {
         match self {
-            Cause::ClockSkew | Cause::CertExpiring | Cause::JwksStale => "warning",
+            Cause::ClockSkew
+            | Cause::CertExpiring
+            | Cause::JwksStale
+            | Cause::ProbeTokenUnavailable
+            | Cause::LocalResourcesExhausted
+            | Cause::CoverageMissing => "warning",
             _ => "critical",
         }
     }
@@ -100,6 +138,39 @@ impl Cause {
                 "The API accepts requests with no token, a forged token or an expired token."
             }
             Cause::AuthRejectsValidTokens => "The API rejects a valid session token.",
+            Cause::NetworkDown => {
+                "Nothing outside the container can be reached: there is no route to the resolvers or to Clerk."
+            }
+            Cause::DnsEgressBlocked => {
+                "No resolver answers, neither the container's nor the public ones: DNS traffic out of the container is dropped."
+            }
+            Cause::CertInvalid => {
+                "The certificate presented for a Clerk host is expired, not yet valid, or issued for another name."
+            }
+            Cause::RateLimited => {
+                "Clerk answers 429 Too Many Requests: the instance's request budget is spent."
+            }
+            Cause::ResponseInvalid => {
+                "A Clerk endpoint answers, but not with what Clerk sends: an HTML page from a captive portal or proxy, or a malformed or empty JWKS."
+            }
+            Cause::EndpointRejected => {
+                "A Clerk endpoint answers with a client error (a 4xx other than 401, 403 and 429): the URL or the instance is wrong."
+            }
+            Cause::ApiUnreachable => {
+                "authwatch cannot reach the API itself (name, connection or TLS to the API fail)."
+            }
+            Cause::VerifierStalling => {
+                "The API's protected route hangs while Clerk answers: its token verifier is stuck, most likely retrying a JWKS fetch."
+            }
+            Cause::ProbeTokenUnavailable => {
+                "authwatch cannot get a usable session token for its auth probe, so the valid-token check cannot run."
+            }
+            Cause::LocalResourcesExhausted => {
+                "authwatch ran out of file descriptors or memory, so its failed connections say nothing about the network."
+            }
+            Cause::CoverageMissing => {
+                "authwatch watches none of your Clerk instance or of your API: a healthy verdict would mean nothing."
+            }
         }
     }
 
@@ -150,6 +221,39 @@ impl Cause {
             }
             Cause::AuthRejectsValidTokens => {
                 "Check the API's Clerk settings (secret key, publishable key and JWKS URL of one instance, authorized parties), restart it to drop a JWKS cached before a key rotation, and check its clock; its logs say why verification failed."
+            }
+            Cause::NetworkDown => {
+                "Check the container's network: that it is attached to a network (docker network connect, network_mode), that its interface is up with a default route (ip route inside the container), and that the host itself is online."
+            }
+            Cause::DnsEgressBlocked => {
+                "Allow outbound DNS (UDP and TCP port 53) from the container to its resolvers in the firewall, security group or network policy, or give the service a resolver it can reach (docker-compose `dns:` with your internal resolvers)."
+            }
+            Cause::CertInvalid => {
+                "For a custom clerk.<your-domain>, check that its CNAME still points to Clerk (so Clerk can issue and renew the certificate) and that DNS answers for it are not redirected elsewhere; a certificate not yet valid usually means the local clock is behind."
+            }
+            Cause::RateLimited => {
+                "Find what spends the Backend API budget (100 requests per 10 s on development instances, 1,000 on production, shared with your app): cache session and user lookups in the API, run the auth probe less often, or move to a production instance."
+            }
+            Cause::ResponseInvalid => {
+                "Find what answers in Clerk's place (a captive portal, a proxy's error page, a wrong URL) and let the API reach Clerk directly; a malformed key set from Clerk itself is Clerk's to fix: check its status page."
+            }
+            Cause::EndpointRejected => {
+                "Check the configured URLs and that the publishable key and secret key belong to the instance the API uses; a 404 on the JWKS path usually means a wrong Frontend API host or API URL."
+            }
+            Cause::ApiUnreachable => {
+                "Check that the API is running and listening where authwatch expects it (app_api_url, the auth probe's url), and the network between them; a sidecar reaches it on localhost."
+            }
+            Cause::VerifierStalling => {
+                "Check the API's own path to Clerk's JWKS: the proxy its SDK uses (the Python SDK ignores HTTPS_PROXY), the CA bundle it trusts (certifi in Python), and its egress; the Python SDK retries a failing fetch for minutes, so pin the JWKS or fix that path."
+            }
+            Cause::ProbeTokenUnavailable => {
+                "This is authwatch's own credential, not the API's: renew the probe user's session and set auth.session_id, or fix token_file or token_command; check that the secret key and the publishable key are of the same instance."
+            }
+            Cause::LocalResourcesExhausted => {
+                "Raise authwatch's open-files limit (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile) or run fewer probes; compare process_open_fds with process_max_fds."
+            }
+            Cause::CoverageMissing => {
+                "Give authwatch the settings the API has: CLERK_PUBLISHABLE_KEY (and CLERK_SECRET_KEY_FILE) for the Clerk instance, AUTHWATCH_API_URL for the API, or add jwks probes and probes with role api to the config."
             }
         }
     }

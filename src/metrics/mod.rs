@@ -8,7 +8,7 @@ pub mod process;
 use std::time::SystemTime;
 
 use crate::config::global::DiagnosisSpec;
-use crate::diagnosis::{Cause, Diagnosis};
+use crate::diagnosis::{Cause, Diagnosis, MAX_EVIDENCE};
 use crate::encode::{Encoder, Family, family, flag};
 use crate::net::tls::TlsInfo;
 use crate::net::trace::TraceData;
@@ -142,6 +142,24 @@ family!(
 );
 
 family!(
+    DIAGNOSIS_SINCE,
+    "authwatch_diagnosis_since_timestamp_seconds",
+    Gauge,
+    "Unix time each active cause became active (absent for inactive causes)."
+);
+family!(
+    DIAGNOSIS_EVIDENCE,
+    "authwatch_diagnosis_evidence",
+    Gauge,
+    "1 for each fact behind an active cause (at most 5 per cause): the probe and what it showed; cause=\"unexplained\" lists failures no cause explains."
+);
+family!(
+    COVERAGE,
+    "authwatch_coverage",
+    Gauge,
+    "Whether any probe watches the scope: clerk_instance (a jwks probe of your instance), api (a probe with role api)."
+);
+family!(
     AUTH_HEALTHY,
     "authwatch_auth_healthy",
     Gauge,
@@ -252,7 +270,15 @@ const GENERIC: &[&Family] = &[
     &TLS_VERSION,
     &CLOCK_OFFSET,
 ];
-const DIAGNOSIS_FAMILIES: &[&Family] = &[&DIAGNOSIS, &AUTH_HEALTHY, &CAUSE_INFO, &THRESHOLD];
+const DIAGNOSIS_FAMILIES: &[&Family] = &[
+    &DIAGNOSIS,
+    &DIAGNOSIS_SINCE,
+    &DIAGNOSIS_EVIDENCE,
+    &COVERAGE,
+    &AUTH_HEALTHY,
+    &CAUSE_INFO,
+    &THRESHOLD,
+];
 const PROCESS: &[&Family] = &[
     &PROC_CPU,
     &PROC_RSS,
@@ -459,6 +485,32 @@ fn render_diagnosis(e: &mut Encoder, g: &Globals) {
     for c in Cause::ALL {
         let v = flag(g.diagnosis.causes.contains(&c));
         e.sample(&DIAGNOSIS, &[("cause", c.as_label())], v);
+    }
+    e.header(&DIAGNOSIS_SINCE);
+    for (c, t) in &g.diagnosis.since {
+        e.sample(&DIAGNOSIS_SINCE, &[("cause", c.as_label())], unix(*t));
+    }
+    e.header(&DIAGNOSIS_EVIDENCE);
+    let residue = ("unexplained", &g.diagnosis.residue);
+    let facts = g
+        .diagnosis
+        .evidence
+        .iter()
+        .map(|(c, ev)| (c.as_label(), ev));
+    for (cause, ev) in facts.chain([residue]) {
+        for f in ev.iter().take(MAX_EVIDENCE) {
+            let labels = [
+                ("cause", cause),
+                ("probe", f.probe.as_str()),
+                ("detail", f.detail.as_str()),
+            ];
+            e.sample(&DIAGNOSIS_EVIDENCE, &labels, 1.0);
+        }
+    }
+    e.header(&COVERAGE);
+    let cov = g.diagnosis.coverage;
+    for (scope, on) in [("clerk_instance", cov.clerk_instance), ("api", cov.api)] {
+        e.sample(&COVERAGE, &[("scope", scope)], flag(on));
     }
     e.header(&AUTH_HEALTHY);
     e.sample(&AUTH_HEALTHY, &[], flag(g.diagnosis.auth_healthy));

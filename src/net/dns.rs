@@ -53,13 +53,18 @@ pub enum DnsError {
 impl DnsError {
     pub fn reason(&self) -> Reason {
         match self {
+            // A resolver that cannot be reached is a DNS failure, whatever the transport said:
+            // an HTTP probe whose resolve step fails must not read as a failed connect.
+            DnsError::Io { source, .. } if crate::failure::local_exhaustion(source) => {
+                Reason::LocalResourcesExhausted
+            }
             DnsError::Io { source, .. } => match source.kind() {
-                io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+                // The resolver's port answered "closed" (ICMP port unreachable): it refuses.
+                io::ErrorKind::ConnectionRefused => Reason::DnsRefused,
                 io::ErrorKind::TimedOut => Reason::DnsTimeout,
-                io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
-                    Reason::NetworkUnreachable
-                }
-                io::ErrorKind::AddrNotAvailable => Reason::NetworkUnreachable,
+                io::ErrorKind::NetworkUnreachable
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::AddrNotAvailable => Reason::DnsUnreachable,
                 _ => Reason::DnsError,
             },
             _ => Reason::DnsError,

@@ -110,6 +110,9 @@ pub struct HttpClient {
 }
 
 fn io_reason(e: &io::Error) -> Reason {
+    if crate::failure::local_exhaustion(e) {
+        return Reason::LocalResourcesExhausted;
+    }
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
         io::ErrorKind::TimedOut => Reason::ConnectTimeout,

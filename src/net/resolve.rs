@@ -100,7 +100,7 @@ pub fn severity_rank(reason: Reason) -> u8 {
     match reason {
         Reason::DnsNxdomain => 0,
         Reason::DnsServfail | Reason::DnsRefused => 1,
-        Reason::DnsTimeout => 2,
+        Reason::DnsTimeout | Reason::DnsUnreachable => 2,
         Reason::DnsNodata => 4,
         _ => 3,
     }

@@ -141,7 +141,7 @@ impl Kind for Dns {
     const PHASES: &'static [Phase] = &[Phase::Resolve];
     const REASONS: &'static [&'static [Reason]] = &[
         DNS_REASONS,
-        &[Reason::ConnectRefused, Reason::NetworkUnreachable, Reason::Timeout],
+        &[Reason::LocalResourcesExhausted, Reason::Timeout],
     ];
     const FAMILIES: &'static [&'static Family] =
         &[&DNS_SUCCESS, &DNS_RCODE, &DNS_ANSWERS, &DNS_DURATION];

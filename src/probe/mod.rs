@@ -134,8 +134,8 @@ mod tests {
                 Reason::DnsRefused,
                 Reason::DnsTimeout,
                 Reason::DnsError,
-                Reason::ConnectRefused,
-                Reason::NetworkUnreachable,
+                Reason::DnsUnreachable,
+                Reason::LocalResourcesExhausted,
                 Reason::Timeout,
             ]
         );

@@ -64,6 +64,9 @@ pub struct ProbeState {
     /// The chain seen by the last run that got one: a run failing before TLS says nothing
     /// about the certificate, so its expiry stays known (and alerts on it do not flap).
     pub last_tls: Option<TlsInfo>,
+    /// When the run that began the current streak of failures started (`None` while
+    /// passing): results of other probes taken after it saw the same fault.
+    pub failing_since: Option<SystemTime>,
     pub kept: Kept,
 }
 
@@ -79,6 +82,7 @@ impl ProbeState {
             last: None,
             last_success: None,
             last_tls: None,
+            failing_since: None,
         }
     }
 
@@ -169,8 +173,12 @@ impl ProbeState {
         self.runs += 1;
         if let Some(r) = failure {
             *self.failures.entry(r).or_default() += 1;
+            if self.failing_since.is_none() {
+                self.failing_since = Some(now.checked_sub(duration).unwrap_or(now));
+            }
         } else {
             self.last_success = Some(now);
+            self.failing_since = None;
         }
         self.durations.observe(duration.as_secs_f64());
         if trace.tls.is_some() {

@@ -55,6 +55,7 @@ impl Kind for Tcp {
         Reason::ConnectTimeout,
         Reason::NetworkUnreachable,
         Reason::ConnectionReset,
+        Reason::LocalResourcesExhausted,
         Reason::Timeout,
         ],
     ];
