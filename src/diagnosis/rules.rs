@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use super::{Cause, Evidence, Inputs, worst_clock_offset};
 use crate::config::base::Role;
 use crate::failure::Reason;
+use crate::net::dns::rcode_name;
 use crate::net::resolve::ResolverSpec;
 use crate::net::trace::Phase;
 use crate::probe::auth::Auth;
@@ -41,7 +42,7 @@ pub fn evidence(p: &ProbeState, detail: impl Into<String>) -> Evidence {
 /// What one lookup got, as `system clerk.com A: SERVFAIL` or `... no reply (dns_timeout)`.
 pub fn lookup_detail(l: &DnsLookup) -> String {
     let got = match (l.rcode, l.failure) {
-        (Some(rc), _) => format!("{} with {} answers", rc.to_str(), l.answers),
+        (Some(rc), _) => format!("{} with {} answers", rcode_name(rc), l.answers),
         (None, Some(r)) => format!("no reply ({})", r.as_label()),
         (None, None) => "no reply".into(),
     };

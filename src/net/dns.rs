@@ -170,3 +170,17 @@ pub async fn query(
     }
     Ok(to_reply(&msg))
 }
+
+/// The rcode as dig prints it (`NOERROR`, `SERVFAIL`, `NXDOMAIN`, `REFUSED`, …): the names
+/// operators search logs and runbooks for.
+pub fn rcode_name(rc: ResponseCode) -> String {
+    match rc {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("rcode {}", u16::from(other)),
+    }
+}

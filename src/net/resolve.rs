@@ -259,7 +259,7 @@ impl Resolver {
                     None => addrs.extend(reply.addrs.into_iter().filter(wanted)),
                     Some(reason) => failures.push(ResolveError {
                         reason,
-                        message: format!("{host} {t}: {}", reply.rcode.to_str()),
+                        message: format!("{host} {t}: {}", dns::rcode_name(reply.rcode)),
                     }),
                 },
                 Err(e) => failures.push(e),

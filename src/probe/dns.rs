@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::config::base::{ConfigError, Text, is_hostname};
 use crate::encode::{Encoder, Family, family, flag};
 use crate::failure::{DNS_REASONS, Failure, Reason};
+use crate::net::dns::rcode_name;
 use crate::net::http::ConnSpec;
 use crate::net::resolve::{
     ResolverSpec, SystemFiles, query_servers, severity_rank, system_servers,
@@ -351,7 +352,7 @@ fn first_failure(lookups: &[DnsLookup]) -> Option<Failure> {
             .min_by_key(|l| severity_rank(l.failure.unwrap_or(Reason::DnsError)))?;
         let reason = worst.failure.unwrap_or(Reason::DnsError);
         let what = match worst.rcode {
-            Some(rc) => format!("{} with {} answers", rc.to_str(), worst.answers),
+            Some(rc) => format!("{} with {} answers", rcode_name(rc), worst.answers),
             None => format!("no answer ({})", reason.as_label()),
         };
         return Some(Failure::new(

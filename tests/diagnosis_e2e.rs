@@ -1,0 +1,405 @@
+//! The diagnosis end to end: the real daemon against DNS, HTTPS and API servers on loopback,
+//! faults injected one after another, and each time `authwatch_diagnosis` must name exactly the
+//! expected causes (no other) with their evidence, within an interval plus the timeout.
+//! The no-route case runs the daemon in a network namespace with only loopback.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, Ordering};
+use std::time::Duration;
+
+use common::daemon::{Daemon, check_config_yaml};
+use common::dns::{Behavior, DnsServer};
+use common::http::{ResponseSpec, TestServer};
+use common::jwks::{jwks, rsa_key};
+use common::prom::{expect_value, find, promtool_check};
+use common::tls::TestPki;
+
+/// The causes set to 1, sorted.
+fn active(text: &str) -> Vec<String> {
+    let mut c: Vec<String> = find(text, "authwatch_diagnosis", &[])
+        .into_iter()
+        .filter(|s| s.value == 1.0)
+        .filter_map(|s| s.label("cause").map(str::to_string))
+        .collect();
+    c.sort();
+    c
+}
+
+/// Waits until exactly `want` is active; one interval (300 ms) plus the timeout (1 s) plus the
+/// diagnosis tick (1 s), with room for a loaded machine.
+async fn expect_causes(d: &Daemon, want: &[&str]) -> String {
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    d.wait_for(|t| active(t) == want, Duration::from_secs(8))
+        .await
+}
+
+fn evidence(text: &str, cause: &str) -> Vec<String> {
+    find(text, "authwatch_diagnosis_evidence", &[("cause", cause)])
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s.label("probe").unwrap_or(""),
+                s.label("detail").unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// Faults the Clerk and API fakes can be switched into.
+#[derive(Default)]
+struct Faults {
+    jwks_status: AtomicU16,
+    api_date_offset: AtomicI64,
+    api_down: AtomicBool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_one_after_another_name_exactly_their_causes() {
+    let pki = TestPki::new();
+    let leaf = pki.good(&["clerk.test"]);
+    let faults = Arc::new(Faults::default());
+    let doc = jwks([rsa_key(2048).jwk("ins_e2e")]).to_string();
+    let f = faults.clone();
+    let clerk = TestServer::start_tls(&leaf, move |req| {
+        let status = f.jwks_status.load(Ordering::SeqCst);
+        match req.path_only() {
+            "/.well-known/jwks.json" if status != 0 => ResponseSpec::json(status, "{}"),
+            "/.well-known/jwks.json" => ResponseSpec::json(200, doc.clone()),
+            _ => ResponseSpec::json(200, r#"{"status":"ok"}"#),
+        }
+    })
+    .await;
+    let f = faults.clone();
+    let api = TestServer::start(move |_| {
+        let body = if f.api_down.load(Ordering::SeqCst) {
+            ResponseSpec::json(503, r#"{"checks":{"clerk_jwks":{"status":"error"}}}"#)
+        } else {
+            ResponseSpec::json(200, r#"{"checks":{"clerk_jwks":{"status":"ok"}}}"#)
+        };
+        body.date_offset(f.api_date_offset.load(Ordering::SeqCst))
+    })
+    .await;
+    let up = Behavior::a([Ipv4Addr::LOCALHOST]);
+    let system = DnsServer::with_zone([("clerk.test", up.clone())]).await;
+    let public = DnsServer::with_zone([("clerk.test", up.clone())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
+    let ca = pki.ca_pem_path().display().to_string();
+    let yaml = format!(
+        r#"
+global: {{interval: 300ms, timeout: 1s, resolv_conf: {resolv}, resolv_conf_port: {sys}, hosts_file: /dev/null}}
+probes:
+  - name: clerk-dns
+    dns: {{names: [clerk.test], record_types: [A], resolvers: [system, "{public}"]}}
+  - name: clerk-jwks
+    jwks: {{url: "https://clerk.test:{port}/.well-known/jwks.json"}}
+    connection: {{tls: {{ca_file: {ca}}}}}
+  - name: clerk-health
+    api_health: {{url: "https://clerk.test:{port}/v1/health"}}
+    connection: {{tls: {{ca_file: {ca}}}}}
+  - name: api-health
+    role: api
+    api_health: {{url: "http://127.0.0.1:{api}/health/network"}}
+"#,
+        resolv = resolv.display(),
+        sys = system.port(),
+        public = public.addr(),
+        port = clerk.port(),
+        api = api.port(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| value_is(t, "authwatch_auth_healthy", 1.0),
+            Duration::from_secs(8),
+        )
+        .await;
+    assert_eq!(active(&text), Vec::<String>::new());
+    assert_eq!(
+        expect_value(&text, "authwatch_coverage", &[("scope", "clerk_instance")]),
+        1.0
+    );
+
+    // 1. Every resolver silent: DNS egress is blocked (before: no cause at all).
+    system.set("clerk.test", Behavior::Silent);
+    public.set("clerk.test", Behavior::Silent);
+    let text = expect_causes(&d, &["dns_egress_blocked"]).await;
+    let ev = evidence(&text, "dns_egress_blocked");
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("no reply from system") && e.contains(&public.addr().to_string())),
+        "{ev:?}"
+    );
+    println!(
+        "dns egress blocked:\n{}",
+        lines(&text, "dns_egress_blocked")
+    );
+    system.set("clerk.test", up.clone());
+    public.set("clerk.test", up.clone());
+    expect_causes(&d, &[]).await;
+
+    // 2. Clerk rate-limits the JWKS (before: no cause; only 5xx counted).
+    faults.jwks_status.store(429, Ordering::SeqCst);
+    let text = expect_causes(&d, &["rate_limited"]).await;
+    assert!(evidence(&text, "rate_limited")[0].contains("status 429"));
+    faults.jwks_status.store(0, Ordering::SeqCst);
+    expect_causes(&d, &[]).await;
+
+    // 3. The API's own health fails while Clerk passes: the seed's case, from aligned runs.
+    faults.api_down.store(true, Ordering::SeqCst);
+    expect_causes(&d, &["api_network_unhealthy"]).await;
+    faults.api_down.store(false, Ordering::SeqCst);
+    expect_causes(&d, &[]).await;
+
+    // 4. Two independent faults one after the other: the container resolver breaks, then the
+    //    clock drifts; both are named, neither hides the other.
+    system.set("clerk.test", Behavior::ServFail);
+    let text = expect_causes(&d, &["dns_resolver_broken"]).await;
+    let ev = evidence(&text, "dns_resolver_broken");
+    assert!(
+        ev.iter().any(
+            |e| e.contains("system clerk.test A: SERVFAIL with 0 answers")
+                && e.contains(&format!("{}/udp answered", public.addr()))
+        ),
+        "{ev:?}"
+    );
+    let since = expect_value(
+        &text,
+        "authwatch_diagnosis_since_timestamp_seconds",
+        &[("cause", "dns_resolver_broken")],
+    );
+    faults.api_date_offset.store(30, Ordering::SeqCst);
+    let text = expect_causes(&d, &["clock_skew", "dns_resolver_broken"]).await;
+    println!(
+        "two faults:\n{}",
+        lines(&text, "dns_resolver_broken|clock_skew")
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_diagnosis_since_timestamp_seconds",
+            &[("cause", "dns_resolver_broken")],
+        ),
+        since,
+        "the first cause keeps its since-time while the second joins"
+    );
+    let (out, ok) = promtool_check(&text);
+    assert!(ok && out.trim().is_empty(), "promtool: {out}");
+
+    // The status JSON carries each cause's evidence and since-time.
+    let (status, _, body) = d.get("/api/v1/status").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let broken = v["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cause"] == "dns_resolver_broken")
+        .expect("cause in the JSON");
+    assert!(broken["since"].is_string());
+    assert_eq!(broken["evidence"][0]["probe"], "clerk-dns");
+}
+
+fn value_is(text: &str, name: &str, want: f64) -> bool {
+    common::prom::value(text, name, &[]) == Some(want)
+}
+
+/// The diagnosis lines of `/metrics` about the causes matching `pattern` (for the log).
+fn lines(text: &str, pattern: &str) -> String {
+    let words: Vec<&str> = pattern.split('|').collect();
+    text.lines()
+        .filter(|l| l.starts_with("authwatch_diagnosis") || l.starts_with("authwatch_auth_healthy"))
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with("authwatch_auth_healthy") || words.iter().any(|w| l.contains(w)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_token_trouble_and_blindness_are_named() {
+    let pki = TestPki::new();
+    let doc = jwks([rsa_key(2048).jwk("ins_cert")]).to_string();
+    let good = TestServer::json_tls(&pki.good(&["localhost"]), 200, doc.clone()).await;
+    let expired = TestServer::json_tls(&pki.expired(&["localhost"]), 200, doc.clone()).await;
+    let other = TestServer::json_tls(&pki.good(&["other.test"]), 200, doc.clone()).await;
+    // The API: healthy, and its protected route rejects what carries no valid token.
+    let api = TestServer::start(|req| match req.path_only() {
+        "/me" => ResponseSpec::json(401, r#"{"error":"unauthorized"}"#),
+        _ => ResponseSpec::json(200, r#"{"status":"ok"}"#),
+    })
+    .await;
+    let ca = pki.ca_pem_path().display().to_string();
+    let yaml = format!(
+        r#"
+global: {{interval: 300ms, timeout: 1s}}
+probes:
+  - name: jwks-good
+    jwks: {{url: "https://localhost:{good}/jwks"}}
+    connection: {{tls: {{ca_file: {ca}}}}}
+  - name: jwks-expired
+    jwks: {{url: "https://localhost:{expired}/jwks"}}
+    connection: {{tls: {{ca_file: {ca}}}}}
+  - name: jwks-other-name
+    jwks: {{url: "https://localhost:{other}/jwks"}}
+    connection: {{tls: {{ca_file: {ca}}}}}
+  - name: api
+    role: api
+    api_health: {{url: "http://127.0.0.1:{api}/"}}
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{api}/me", token_source: command, token_command: ["false"]}}
+"#,
+        good = good.port(),
+        expired = expired.port(),
+        other = other.port(),
+        api = api.port(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = expect_causes(&d, &["cert_invalid", "probe_token_unavailable"]).await;
+    let mut ev = evidence(&text, "cert_invalid");
+    ev.sort();
+    assert_eq!(
+        ev,
+        [
+            "jwks-expired: localhost: tls_expired",
+            "jwks-other-name: localhost: tls_hostname_mismatch"
+        ]
+    );
+    assert_eq!(
+        expect_value(&text, "authwatch_diagnosis", &[("cause", "cert_expiring")]),
+        0.0,
+        "an expired certificate is invalid, not expiring"
+    );
+    assert_eq!(
+        evidence(&text, "probe_token_unavailable"),
+        ["auth: 127.0.0.1: token_mint_failed"]
+    );
+    drop(d);
+
+    // Blind but green no more: nothing of the user's Clerk instance or API is watched.
+    let blind = "global: {interval: 300ms, timeout: 1s}\nprobes:\n  - name: clerk-com\n    https: {url: \"https://localhost:1/\"}\n    role: other\n";
+    let (code, out, err) = check_config_yaml(blind);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    assert!(
+        err.contains("warning: not watched: no jwks probe of your Clerk instance"),
+        "{err}"
+    );
+    let d = Daemon::start(blind, &[]).await;
+    let text = expect_causes(&d, &["coverage_missing"]).await;
+    assert_eq!(expect_value(&text, "authwatch_auth_healthy", &[]), 0.0);
+    assert_eq!(
+        expect_value(&text, "authwatch_coverage", &[("scope", "clerk_instance")]),
+        0.0
+    );
+    assert!(d.logs().contains("not watched"), "start-up warning");
+    let (_, _, page) = d.get("/").await;
+    assert!(page.contains("id=\"coverage\""), "status banner");
+}
+
+/// A network namespace the test creates, with only a loopback interface: no packet can leave.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("aw-noroute-{}", std::process::id());
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip {args:?} failed (this test needs root and iproute2)");
+        };
+        run(&["netns", "add", &name]);
+        run(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// `/metrics` of a daemon inside the namespace, through bash's /dev/tcp (no client of ours).
+fn scrape_in(ns: &str, port: u16) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "bash", "-c", &script])
+        .output()
+        .expect("scrape inside the namespace");
+    String::from_utf8_lossy(&out.stdout)
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn no_route_at_all_is_network_down() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    // Addresses with no route from inside the namespace: no packet is ever sent.
+    std::fs::write(&resolv, "nameserver 10.255.255.53\n").unwrap();
+    let port = 9868;
+    let cfg = dir.path().join("authwatch.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+global: {{interval: 300ms, timeout: 1s, resolv_conf: {resolv}, hosts_file: /dev/null}}
+probes:
+  - name: clerk-dns
+    dns: {{names: [clerk.example.com], resolvers: [system, "192.0.2.53:53"]}}
+  - name: clerk-jwks
+    jwks: {{url: "https://clerk.example.com/.well-known/jwks.json"}}
+  - name: clerk-api
+    https: {{url: "https://api.clerk.com/v1/health"}}
+  - name: api-port
+    role: api
+    tcp: {{address: "127.0.0.1:{port}"}}
+"#,
+            resolv = resolv.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_authwatch")])
+        .arg("--config.file")
+        .arg(&cfg)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start authwatch in the namespace");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        text = scrape_in(&ns.0, port);
+        if active(&text) == ["network_down"] {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(active(&text), ["network_down"], "{text}");
+    println!("no route:\n{}", lines(&text, "network_down"));
+    for probe in ["clerk-dns", "clerk-jwks", "clerk-api"] {
+        let reason = find(&text, "authwatch_probe_failure", &[("probe", probe)])
+            .into_iter()
+            .find(|s| s.value == 1.0)
+            .and_then(|s| s.label("reason").map(str::to_string));
+        assert_eq!(reason.as_deref(), Some("dns_unreachable"), "{probe}");
+    }
+    assert_eq!(expect_value(&text, "authwatch_auth_healthy", &[]), 0.0);
+}
