@@ -703,10 +703,12 @@ impl LabKit {
             g.trust_store_file.clone(),
             g.reference_trust_store_file.clone(),
         ));
+        let store = Arc::new(authwatch::store::Store::new());
         let deps = authwatch::probe::kind::Deps {
             files: files.clone(),
             trust: trust.clone(),
-            keys: Arc::new(authwatch::store::Store::new()),
+            keys: store.clone(),
+            hints: store.clone(),
         };
         let probe = Arc::new(authwatch::probe::Probe::new(cfg.probes[0].clone(), &deps));
         let store = trust.get();
@@ -859,10 +861,12 @@ probes:
     };
     let trace = Trace::default();
     let deadline = tokio::time::Instant::now();
+    let store = Arc::new(authwatch::store::Store::new());
     let deps = authwatch::probe::kind::Deps {
         files: kit.resolver.files.clone(),
         trust: kit.trust.clone(),
-        keys: Arc::new(authwatch::store::Store::new()),
+        keys: store.clone(),
+        hints: store,
     };
     cfg.probes
         .iter()

@@ -236,6 +236,7 @@ impl App {
             },
             trust: lock(&self.trust).clone(),
             keys: self.store.clone(),
+            hints: self.store.clone(),
         }
     }
 

@@ -51,7 +51,13 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> (RunResult, TraceData,
 pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
     let (result, data, duration) = execute(probe, probe.spec.timeout).await;
     let message = result.failure.as_ref().map(|f| f.message.clone());
+    let failure = result.failure.as_ref().map(|f| f.reason);
     let changed = lock(state).record(result, data, duration, SystemTime::now());
+    if let Some(detour) = probe.detour(failure) {
+        let (result, data, _) = execute(&detour, probe.spec.timeout).await;
+        let resolver = detour.spec.conn.resolver.clone();
+        lock(state).record_detour(resolver, result, data, SystemTime::now());
+    }
     if let Some(previous) = changed {
         let name = &probe.spec.name;
         let kind = probe.spec.kind().as_label();

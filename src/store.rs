@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use crate::jwk::JwkInfo;
 use crate::lock;
+use crate::net::resolve::ResolverSpec;
 use crate::probe::ProbeSpec;
+use crate::probe::dns::{Dns, ResolverHints};
 use crate::probe::jwks::{Jwks, KeySource};
 use crate::probe::state::ProbeState;
 
@@ -83,6 +85,24 @@ impl Store {
             Err(p) => p.into_inner(),
         };
         map.values().all(|s| lock(s).runs > 0)
+    }
+}
+
+impl ResolverHints for Store {
+    fn answering(&self, host: &str) -> Option<ResolverSpec> {
+        let map = match self.probes.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.values().find_map(|s| {
+            let s = lock(s);
+            s.details::<Dns>()?
+                .iter()
+                .find(|l| {
+                    l.name == host && l.resolver != ResolverSpec::System && l.failure.is_none()
+                })
+                .map(|l| l.resolver.clone())
+        })
     }
 }
 

@@ -173,6 +173,46 @@ probes:
         "authwatch_diagnosis_since_timestamp_seconds",
         &[("cause", "dns_resolver_broken")],
     );
+    // Through the fault: while the container's resolver fails, the JWKS probe keeps running
+    // through the resolver that answers, so a rate limit behind the first fault is named too.
+    faults.jwks_status.store(429, Ordering::SeqCst);
+    let text = expect_causes(&d, &["dns_resolver_broken", "rate_limited"]).await;
+    let via = format!("via {}/udp", public.addr());
+    assert!(
+        evidence(&text, "rate_limited")
+            .iter()
+            .any(|e| e.contains(&via) && e.contains("status 429")),
+        "{:?}",
+        evidence(&text, "rate_limited")
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_detour_success",
+            &[
+                ("probe", "clerk-jwks"),
+                ("resolver", &format!("{}/udp", public.addr()))
+            ]
+        ),
+        0.0
+    );
+    println!(
+        "through the fault:\n{}",
+        lines(&text, "dns_resolver_broken|rate_limited")
+    );
+    faults.jwks_status.store(0, Ordering::SeqCst);
+    let text = expect_causes(&d, &["dns_resolver_broken"]).await;
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_detour_success",
+            &[
+                ("probe", "clerk-jwks"),
+                ("resolver", &format!("{}/udp", public.addr()))
+            ]
+        ),
+        1.0
+    );
     faults.api_date_offset.store(30, Ordering::SeqCst);
     let text = expect_causes(&d, &["clock_skew", "dns_resolver_broken"]).await;
     println!(

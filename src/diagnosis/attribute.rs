@@ -11,7 +11,8 @@ use crate::config::base::Role;
 use crate::failure::{DNS_REASONS, Reason};
 use crate::net::trace::Phase;
 use crate::probe::KindId;
-use crate::probe::state::ProbeState;
+use crate::probe::auth::Auth;
+use crate::probe::state::{LastRun, ProbeState};
 
 /// What one failing probe amounts to.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,8 +58,28 @@ pub fn attribute(
         return Verdict::Cause(Cause::LocalResourcesExhausted, detail(p));
     }
     match p.role() {
-        Role::Api => api(p, reason, probes, found),
+        Role::Api => api(p, reason, probes, found, inputs),
         _ => clerk(p, reason, found, inputs),
+    }
+}
+
+/// The second fault behind the first: what the probe's run through an answering resolver
+/// found while its own resolver fails (`None` when the detour passed or there is none).
+pub fn detour(p: &ProbeState, inputs: &Inputs) -> Option<(Cause, String)> {
+    let det = p.detour.as_ref()?;
+    let reason = det.failure?;
+    let mut through = p.clone();
+    through.last = Some(LastRun {
+        failure: Some(reason),
+        message: String::new(),
+        duration: std::time::Duration::ZERO,
+        finished_at: det.finished_at,
+        trace: det.trace.clone(),
+        details: None,
+    });
+    match clerk(&through, reason, &BTreeMap::new(), inputs) {
+        Verdict::Cause(c, d) => Some((c, format!("via {}: {d}", det.resolver.label()))),
+        _ => None,
     }
 }
 
@@ -179,7 +200,16 @@ fn api(
     reason: Reason,
     probes: &[ProbeState],
     found: &BTreeMap<Cause, Vec<Evidence>>,
+    inputs: &Inputs,
 ) -> Verdict {
+    // The auth probe's real token comes from Clerk's Backend API: a failure getting it is on
+    // the Clerk side of the path, whatever the reason says.
+    let minting_failed = p
+        .details::<Auth>()
+        .is_some_and(|a| a.mint.is_some_and(|(ok, _)| !ok));
+    if minting_failed {
+        return clerk(p, reason, found, inputs);
+    }
     let d = detail(p);
     if let Some(c) = token_cause(reason) {
         return Verdict::Cause(c, d);

@@ -174,7 +174,8 @@ impl Cause {
         }
     }
 
-    /// What to do about it, drawn from the outage that started this project.
+    /// What to do about it, drawn from the outage that started this project. (One arm per
+    /// cause: a table of texts, so longer than the usual function.)
     pub fn remediation(self) -> &'static str {
         match self {
             Cause::DnsResolverBroken => {

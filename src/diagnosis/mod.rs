@@ -204,6 +204,12 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
             }),
         }
     }
+    for p in probes.iter().filter(|p| p.role() == Role::Clerk) {
+        if let Some((c, detail)) = attribute::detour(p, inputs) {
+            let probe = p.name().to_string();
+            note(&mut found, c, Evidence { probe, detail });
+        }
+    }
     rules::suppress_consequences(&mut found, probes);
     let causes: BTreeSet<Cause> = found.keys().copied().collect();
     let ran_any = probes.iter().any(ProbeState::ran);

@@ -1,5 +1,6 @@
 //! Table-driven tests of the diagnosis: one row per combination of probe outcomes, and
-//! exactly the expected causes out (no other), with auth health and the pending state.
+//! exactly the expected causes out (no other), with auth health and the pending state. (Long
+//! by design: the table is the specification, one row per case.)
 
 use std::time::{Duration, SystemTime};
 

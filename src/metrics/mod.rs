@@ -3,12 +3,13 @@
 //! daemon's families, all from the results store at scrape time (so ages keep growing while
 //! fetches fail and removed probes simply vanish).
 
+mod diagnosis;
 pub mod process;
 
 use std::time::SystemTime;
 
 use crate::config::global::DiagnosisSpec;
-use crate::diagnosis::{Cause, Diagnosis, MAX_EVIDENCE};
+use crate::diagnosis::Diagnosis;
 use crate::encode::{Encoder, Family, family, flag};
 use crate::net::tls::TlsInfo;
 use crate::net::trace::TraceData;
@@ -79,6 +80,18 @@ family!(
 );
 
 family!(
+    PROBE_DETOUR_SUCCESS,
+    "authwatch_probe_detour_success",
+    Gauge,
+    "While the probe's own resolver fails: whether the same probe through a resolver that answers succeeded (the layers above DNS, measured through the fault)."
+);
+family!(
+    PROBE_DETOUR_FAILURE,
+    "authwatch_probe_detour_failure",
+    Gauge,
+    "One-hot reason of the latest run through the answering resolver (all 0 on success)."
+);
+family!(
     HTTP_STATUS,
     "authwatch_http_status_code",
     Gauge,
@@ -132,52 +145,6 @@ family!(
     "authwatch_clock_offset_seconds",
     Gauge,
     "Local clock minus the server's Date header (negative: the local clock is behind)."
-);
-
-family!(
-    DIAGNOSIS,
-    "authwatch_diagnosis",
-    Gauge,
-    "1 for each active cause of an auth outage (consequences of an active connectivity cause are not repeated), 0 for the others."
-);
-
-family!(
-    DIAGNOSIS_SINCE,
-    "authwatch_diagnosis_since_timestamp_seconds",
-    Gauge,
-    "Unix time each active cause became active (absent for inactive causes)."
-);
-family!(
-    DIAGNOSIS_EVIDENCE,
-    "authwatch_diagnosis_evidence",
-    Gauge,
-    "1 for each fact behind an active cause (at most 5 per cause): the probe and what it showed; cause=\"unexplained\" lists failures no cause explains."
-);
-family!(
-    COVERAGE,
-    "authwatch_coverage",
-    Gauge,
-    "Whether any probe watches the scope: clerk_instance (a jwks probe of your instance), api (a probe with role api)."
-);
-family!(
-    AUTH_HEALTHY,
-    "authwatch_auth_healthy",
-    Gauge,
-    "1 when every auth-critical probe succeeds and no cause other than an expiry warning is active."
-);
-
-family!(
-    CAUSE_INFO,
-    "authwatch_cause_info",
-    Gauge,
-    "Static description of every diagnosis cause: severity, summary and remediation (for dashboards)."
-);
-
-family!(
-    THRESHOLD,
-    "authwatch_diagnosis_threshold_seconds",
-    Gauge,
-    "Configured diagnosis thresholds, so alert rules can compare against the daemon's settings."
 );
 
 family!(
@@ -261,6 +228,8 @@ const GENERIC: &[&Family] = &[
     &PROBE_LAST_SUCCESS,
     &PROBE_LAST_RUN,
     &PROBE_INTERVAL,
+    &PROBE_DETOUR_SUCCESS,
+    &PROBE_DETOUR_FAILURE,
     &HTTP_STATUS,
     &HTTP_IP_PROTOCOL,
     &HTTP_BODY,
@@ -269,15 +238,6 @@ const GENERIC: &[&Family] = &[
     &TLS_REFERENCE_VERIFIED,
     &TLS_VERSION,
     &CLOCK_OFFSET,
-];
-const DIAGNOSIS_FAMILIES: &[&Family] = &[
-    &DIAGNOSIS,
-    &DIAGNOSIS_SINCE,
-    &DIAGNOSIS_EVIDENCE,
-    &COVERAGE,
-    &AUTH_HEALTHY,
-    &CAUSE_INFO,
-    &THRESHOLD,
 ];
 const PROCESS: &[&Family] = &[
     &PROC_CPU,
@@ -295,7 +255,7 @@ pub fn catalogue() -> Vec<&'static Family> {
     let groups = [
         GENERIC.to_vec(),
         KindId::families(),
-        DIAGNOSIS_FAMILIES.to_vec(),
+        diagnosis::FAMILIES.to_vec(),
         DAEMON.to_vec(),
         PROCESS.to_vec(),
         crate::blackbox::FAMILIES.to_vec(),
@@ -347,9 +307,10 @@ pub fn render(
 ) -> (String, &'static str) {
     let mut e = Encoder::new(openmetrics);
     render_runs(&mut e, probes);
+    render_detours(&mut e, probes);
     render_http(&mut e, probes);
     render_kinds(&mut e, probes, now);
-    render_diagnosis(&mut e, g);
+    diagnosis::render(&mut e, g);
     render_daemon(&mut e, g);
     let ct = e.content_type();
     (e.finish(), ct)
@@ -412,6 +373,38 @@ fn render_runs(e: &mut Encoder, probes: &[ProbeState]) {
     });
     per_probe(e, &PROBE_INTERVAL, probes, |e, p, l| {
         e.sample(&PROBE_INTERVAL, &l, p.spec.interval.as_secs_f64())
+    });
+}
+
+/// The runs through an answering resolver while a probe's own resolver fails.
+fn render_detours(e: &mut Encoder, probes: &[ProbeState]) {
+    per_probe(e, &PROBE_DETOUR_SUCCESS, probes, |e, p, [a, b]| {
+        if let Some(d) = &p.detour {
+            let r = d.resolver.label();
+            e.sample(
+                &PROBE_DETOUR_SUCCESS,
+                &[a, b, ("resolver", r.as_str())],
+                flag(d.failure.is_none()),
+            );
+        }
+    });
+    per_probe(e, &PROBE_DETOUR_FAILURE, probes, |e, p, [a, b]| {
+        if let Some(d) = &p.detour {
+            let r = d.resolver.label();
+            for reason in p.kind().reasons() {
+                let labels = [
+                    a,
+                    b,
+                    ("resolver", r.as_str()),
+                    ("reason", reason.as_label()),
+                ];
+                e.sample(
+                    &PROBE_DETOUR_FAILURE,
+                    &labels,
+                    flag(d.failure == Some(reason)),
+                );
+            }
+        }
     });
 }
 
@@ -478,62 +471,6 @@ fn render_http(e: &mut Encoder, probes: &[ProbeState]) {
             e.sample(&CLOCK_OFFSET, &l, o);
         }
     });
-}
-
-fn render_diagnosis(e: &mut Encoder, g: &Globals) {
-    e.header(&DIAGNOSIS);
-    for c in Cause::ALL {
-        let v = flag(g.diagnosis.causes.contains(&c));
-        e.sample(&DIAGNOSIS, &[("cause", c.as_label())], v);
-    }
-    e.header(&DIAGNOSIS_SINCE);
-    for (c, t) in &g.diagnosis.since {
-        e.sample(&DIAGNOSIS_SINCE, &[("cause", c.as_label())], unix(*t));
-    }
-    e.header(&DIAGNOSIS_EVIDENCE);
-    let residue = ("unexplained", &g.diagnosis.residue);
-    let facts = g
-        .diagnosis
-        .evidence
-        .iter()
-        .map(|(c, ev)| (c.as_label(), ev));
-    for (cause, ev) in facts.chain([residue]) {
-        for f in ev.iter().take(MAX_EVIDENCE) {
-            let labels = [
-                ("cause", cause),
-                ("probe", f.probe.as_str()),
-                ("detail", f.detail.as_str()),
-            ];
-            e.sample(&DIAGNOSIS_EVIDENCE, &labels, 1.0);
-        }
-    }
-    e.header(&COVERAGE);
-    let cov = g.diagnosis.coverage;
-    for (scope, on) in [("clerk_instance", cov.clerk_instance), ("api", cov.api)] {
-        e.sample(&COVERAGE, &[("scope", scope)], flag(on));
-    }
-    e.header(&AUTH_HEALTHY);
-    e.sample(&AUTH_HEALTHY, &[], flag(g.diagnosis.auth_healthy));
-    e.header(&CAUSE_INFO);
-    for c in Cause::ALL {
-        let labels = [
-            ("cause", c.as_label()),
-            ("severity", c.severity()),
-            ("summary", c.summary()),
-            ("remediation", c.remediation()),
-        ];
-        e.sample(&CAUSE_INFO, &labels, 1.0);
-    }
-    e.header(&THRESHOLD);
-    let s = g.diagnosis_spec;
-    for (name, d) in [
-        ("clock_skew_warning", s.clock_skew_warning),
-        ("clock_skew_critical", s.clock_skew_critical),
-        ("jwks_max_age", s.jwks_max_age),
-        ("cert_expiry_warning", s.cert_expiry_warning),
-    ] {
-        e.sample(&THRESHOLD, &[("threshold", name)], d.as_secs_f64());
-    }
 }
 
 fn render_daemon(e: &mut Encoder, g: &Globals) {

@@ -384,6 +384,8 @@ impl Kind for Auth {
     /// A module runs against any target a caller names: it must never mint tokens with the
     /// secret key for one, nor spend the Backend API's rate limit per request.
     const MODULE: bool = false;
+    /// Repeating a run would mint another token through the Backend API's rate limit.
+    const REPEATABLE: bool = false;
     const FAMILIES: &'static [&'static Family] = &[
         &AUTH_CASE_SUCCESS,
         &AUTH_CASE_DURATION,

@@ -97,6 +97,13 @@ impl DnsLookup {
     }
 }
 
+/// A read handle to what the DNS probes last saw: which explicit resolver answers for a
+/// host. The results store implements it; HTTP probes use it to measure through the fault.
+pub trait ResolverHints: std::fmt::Debug + Send + Sync {
+    /// An explicit (not `system`) resolver whose latest lookup of `host` got answers.
+    fn answering(&self, host: &str) -> Option<ResolverSpec>;
+}
+
 #[derive(Debug)]
 pub struct Dns {
     spec: DnsSpec,

@@ -23,6 +23,7 @@ use crate::net::target::Target;
 use crate::net::tls::TrustCache;
 use crate::net::trace::{Phase, Trace};
 use crate::probe::KindId;
+use crate::probe::dns::ResolverHints;
 use crate::probe::jwks::KeySource;
 use crate::probe::state::ProbeState;
 
@@ -43,6 +44,9 @@ pub trait Kind: Sized + fmt::Debug + Send + Sync + 'static {
     const DEFAULT_ROLE: Role = Role::Clerk;
     /// Whether a `/probe` module may be of this kind.
     const MODULE: bool = true;
+    /// Whether a run may be repeated through another resolver while the container's fails
+    /// (false when a run spends something of the customer's, such as minted tokens).
+    const REPEATABLE: bool = true;
     /// The metric families `render` writes.
     const FAMILIES: &'static [&'static Family] = &[];
     /// The families `blackbox` writes into a `/probe` answer.
@@ -188,13 +192,14 @@ pub fn with_url<S: Clone>(
     Ok(s)
 }
 
-/// What runners are built with: the system files, the trust store, and a read handle to the
-/// key sets the JWKS probes fetched.
+/// What runners are built with: the system files, the trust store, and read handles to the
+/// key sets the JWKS probes fetched and to the resolvers the DNS probes saw answer.
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub files: SystemFiles,
     pub trust: Arc<TrustCache>,
     pub keys: Arc<dyn KeySource>,
+    pub hints: Arc<dyn ResolverHints>,
 }
 
 impl Deps {
@@ -344,6 +349,13 @@ macro_rules! kinds {
                 v
             }
 
+            /// Whether a run may be repeated through another resolver.
+            pub fn repeatable(self) -> bool {
+                match self {
+                    $(KindId::$V => <$ty as Kind>::REPEATABLE,)+
+                }
+            }
+
             fn can_be_module(self) -> bool {
                 match self {
                     $(KindId::$V => <$ty as Kind>::MODULE,)+
@@ -472,7 +484,12 @@ macro_rules! kinds {
                 let imp = match &spec.settings {
                     $(Spec::$V(s) => Runner::$V(Box::new(<$ty as Kind>::new(s, &spec.conn, deps))),)+
                 };
-                Probe { spec, imp }
+                Probe {
+                    spec,
+                    imp,
+                    deps: deps.clone(),
+                    detour: std::sync::Mutex::new(None),
+                }
             }
 
             /// Runs once. The caller enforces `deadline` by dropping the future. The kind's

@@ -89,6 +89,43 @@ fn exactly_one(what: &str, cx: &SectionCx<'_>, set: &[(KindId, bool)]) -> Result
 pub struct Probe {
     pub spec: ProbeSpec,
     imp: Runner,
+    deps: Deps,
+    /// The same probe through another resolver, built once per resolver (see `detour`).
+    detour: std::sync::Mutex<Option<std::sync::Arc<Probe>>>,
+}
+
+impl Probe {
+    /// When the container's resolver fails this probe, the same probe through a resolver the
+    /// DNS probes saw answer for its host, so the layers above DNS (TLS, HTTP, the JWKS) are
+    /// still measured and a second fault is seen while the first is fixed. Only for direct
+    /// Clerk probes whose runs spend nothing of the customer's.
+    pub fn detour(&self, failure: Option<Reason>) -> Option<std::sync::Arc<Probe>> {
+        let dns_failed = failure.is_some_and(|r| crate::failure::DNS_REASONS.contains(&r));
+        let eligible = dns_failed
+            && self.spec.role == Role::Clerk
+            && self.kind_is_repeatable_http()
+            && self.spec.conn.resolver == crate::net::resolve::ResolverSpec::System
+            && self.spec.conn.proxy == crate::net::http::ProxyChoice::Direct;
+        if !eligible {
+            return None;
+        }
+        let host = self.spec.settings.target()?.host.clone();
+        let resolver = self.deps.hints.answering(&host)?;
+        let mut cached = crate::lock(&self.detour);
+        if let Some(p) = cached.as_ref().filter(|p| p.spec.conn.resolver == resolver) {
+            return Some(p.clone());
+        }
+        let mut spec = self.spec.clone();
+        spec.conn.resolver = resolver;
+        let probe = std::sync::Arc::new(Probe::new(spec, &self.deps));
+        *cached = Some(probe.clone());
+        Some(probe)
+    }
+
+    fn kind_is_repeatable_http(&self) -> bool {
+        let k = self.spec.kind();
+        k.is_http() && k.repeatable()
+    }
 }
 
 /// Everything a run produced.

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::base::Role;
 use crate::failure::Reason;
 use crate::net::http::ProxyChoice;
+use crate::net::resolve::ResolverSpec;
 use crate::net::tls::TlsInfo;
 use crate::net::trace::TraceData;
 use crate::probe::kind::View;
@@ -67,7 +68,20 @@ pub struct ProbeState {
     /// When the run that began the current streak of failures started (`None` while
     /// passing): results of other probes taken after it saw the same fault.
     pub failing_since: Option<SystemTime>,
+    /// The latest run through another resolver while the container's fails (cleared when the
+    /// probe passes again).
+    pub detour: Option<Detour>,
     pub kept: Kept,
+}
+
+/// A run of the probe through a resolver that answers, while its own resolver fails.
+#[derive(Debug, Clone)]
+pub struct Detour {
+    pub resolver: ResolverSpec,
+    pub failure: Option<Reason>,
+    pub message: String,
+    pub finished_at: SystemTime,
+    pub trace: TraceData,
 }
 
 impl ProbeState {
@@ -83,6 +97,7 @@ impl ProbeState {
             last_success: None,
             last_tls: None,
             failing_since: None,
+            detour: None,
         }
     }
 
@@ -159,6 +174,27 @@ impl ProbeState {
         })
     }
 
+    /// Keeps a run made through another resolver. Its chain counts as the last one seen (it
+    /// is the same server's); nothing else of the probe's own state changes.
+    pub fn record_detour(
+        &mut self,
+        resolver: ResolverSpec,
+        result: RunResult,
+        trace: TraceData,
+        now: SystemTime,
+    ) {
+        if trace.tls.is_some() {
+            self.last_tls = trace.tls.clone();
+        }
+        self.detour = Some(Detour {
+            resolver,
+            failure: result.failure.as_ref().map(|f| f.reason),
+            message: result.failure.map(|f| f.message).unwrap_or_default(),
+            finished_at: now,
+            trace,
+        });
+    }
+
     /// Folds a finished run into the state. Returns the previous failure state when it
     /// changed (`Some(None)` = was healthy), so the caller can log once per transition.
     pub fn record(
@@ -179,8 +215,13 @@ impl ProbeState {
         } else {
             self.last_success = Some(now);
             self.failing_since = None;
+            self.detour = None;
         }
         self.durations.observe(duration.as_secs_f64());
+        // A detour stands only while this probe's own resolver is what fails.
+        if !failure.is_some_and(|r| crate::failure::DNS_REASONS.contains(&r)) {
+            self.detour = None;
+        }
         if trace.tls.is_some() {
             self.last_tls = trace.tls.clone();
         }
