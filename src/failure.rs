@@ -178,6 +178,23 @@ mod tests {
     }
 
     #[test]
+    fn running_out_of_descriptors_is_local_not_the_network() {
+        for errno in [12, 23, 24, 105] {
+            assert!(
+                local_exhaustion(&std::io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        // ENETUNREACH and ECONNREFUSED say something about the network.
+        for errno in [101, 111] {
+            assert!(
+                !local_exhaustion(&std::io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
+
+    #[test]
     fn stage_slices_end_where_their_stage_does() {
         assert_eq!(HTTP_REASONS.last(), Some(&Reason::BodyTooLarge));
         assert_eq!(DNS_REASONS.last(), Some(&Reason::DnsUnreachable));

@@ -443,3 +443,47 @@ probes:
     }
     assert_eq!(expect_value(&text, "authwatch_auth_healthy", &[]), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_verifier_is_named_while_clerk_answers() {
+    let key = common::jwt::SigningKey::new("ins_stall", "https://clerk.test");
+    let doc = jwks([key.jwk()]).to_string();
+    let clerk = TestServer::json(200, doc).await;
+    // The API: its health endpoint answers, its protected route hangs as a verifier stuck in
+    // JWKS retries does.
+    let api = TestServer::start(|req| match req.path_only() {
+        "/me" => ResponseSpec::json(200, "{}").delay(Duration::from_secs(30)),
+        _ => ResponseSpec::json(200, r#"{"status":"ok"}"#),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, key.mint(3600)).unwrap();
+    let yaml = format!(
+        r#"
+global: {{interval: 300ms, timeout: 1s}}
+probes:
+  - name: clerk-jwks
+    jwks: {{url: "http://127.0.0.1:{clerk}/jwks"}}
+  - name: api-health
+    role: api
+    api_health: {{url: "http://127.0.0.1:{api}/health"}}
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{api}/me", token_source: file, token_file: {token}, issuer: "https://clerk.test", cases: [valid_token]}}
+"#,
+        clerk = clerk.port(),
+        api = api.port(),
+        token = token.display(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = expect_causes(&d, &["verifier_stalling"]).await;
+    assert_eq!(
+        evidence(&text, "verifier_stalling"),
+        ["auth: 127.0.0.1: timeout"]
+    );
+    assert_eq!(
+        expect_value(&text, "authwatch_auth_token_verified", &[("probe", "auth")]),
+        1.0,
+        "the token itself is fine: the stall is the API's"
+    );
+}
