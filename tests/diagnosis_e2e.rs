@@ -487,3 +487,79 @@ probes:
         "the token itself is fine: the stall is the API's"
     );
 }
+
+/// `/metrics` over a plain TCP request (the daemon may refuse it while out of descriptors).
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split("\r\n\r\n").nth(1).map(str::to_string)
+}
+
+#[test]
+fn running_out_of_descriptors_is_not_a_network_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("authwatch.yml");
+    // 72 lookups at once against closed loopback ports: each needs a socket.
+    std::fs::write(
+        &cfg,
+        r#"
+global: {interval: 500ms, timeout: 1s, hosts_file: /dev/null}
+probes:
+  - name: clerk-dns
+    dns: {names: [a.test, b.test, c.test, d.test, e.test, f.test, g.test, h.test], record_types: [A, AAAA, TXT], resolvers: ["127.0.0.1:9", "127.0.0.1:10", "127.0.0.1:11"]}
+"#,
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authwatch"))
+        .arg("--config.file")
+        .arg(&cfg)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start authwatch");
+    let started = std::time::Instant::now();
+    while scrape(port).is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Between runs the daemon holds its base descriptors; leave room for a scrape only, so
+    // the probe's lookups run out (the limit is measured, not guessed, on any machine).
+    let base = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let limit = format!("--nofile={}:{}", base + 2, base + 2);
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), &limit])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(lowered, "prlimit (util-linux) could not lower the limit");
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(t) = scrape(port) {
+            text = t;
+            if active(&text).contains(&"local_resources_exhausted".to_string()) {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        active(&text),
+        ["coverage_missing", "local_resources_exhausted"],
+        "{text}"
+    );
+    let reason = find(&text, "authwatch_probe_failure", &[("probe", "clerk-dns")])
+        .into_iter()
+        .find(|s| s.value == 1.0)
+        .and_then(|s| s.label("reason").map(str::to_string));
+    assert_eq!(reason.as_deref(), Some("local_resources_exhausted"));
+}

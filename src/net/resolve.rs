@@ -94,15 +94,17 @@ pub struct ResolveError {
     pub message: String,
 }
 
-/// Orders DNS failures so the most telling one is reported: a definite NXDOMAIN over a
-/// NODATA for the other address family.
+/// Orders DNS failures so the most telling one is reported: local exhaustion first, then a
+/// definite NXDOMAIN over a NODATA for the other address family.
 pub fn severity_rank(reason: Reason) -> u8 {
     match reason {
-        Reason::DnsNxdomain => 0,
-        Reason::DnsServfail | Reason::DnsRefused => 1,
-        Reason::DnsTimeout | Reason::DnsUnreachable => 2,
-        Reason::DnsNodata => 4,
-        _ => 3,
+        // Out of descriptors, the other lookups' answers say nothing: report that first.
+        Reason::LocalResourcesExhausted => 0,
+        Reason::DnsNxdomain => 1,
+        Reason::DnsServfail | Reason::DnsRefused => 2,
+        Reason::DnsTimeout | Reason::DnsUnreachable => 3,
+        Reason::DnsNodata => 5,
+        _ => 4,
     }
 }
 
