@@ -108,27 +108,70 @@ pub fn severity_rank(reason: Reason) -> u8 {
     }
 }
 
-/// The nameservers in a resolv.conf text; glibc falls back to the local host when none is set.
-pub fn parse_resolv_conf(text: &str, port: u16) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = text
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            (parts.next() == Some("nameserver"))
-                .then(|| parts.next())
-                .flatten()
-        })
-        .filter_map(|ip| {
-            let ip = ip.split('%').next().unwrap_or(ip);
-            ip.parse::<IpAddr>().ok()
-        })
-        .map(|ip| SocketAddr::new(ip, port))
+/// The container's resolver settings as its libc reads them from resolv.conf: nameservers
+/// (at most 3, in order), the search list and `ndots`, and `options timeout/attempts/rotate`.
+/// Parsing is the `resolv-conf` crate's (the one hickory-resolver uses); lines glibc would
+/// ignore are ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemConf {
+    pub servers: Vec<SocketAddr>,
+    pub search: Vec<String>,
+    pub ndots: u32,
+    /// Per query and server, as `options timeout:` (glibc's default 5 s, capped at 30).
+    pub timeout: std::time::Duration,
+    /// Rounds over the servers, as `options attempts:` (default 2, capped at 5).
+    pub attempts: u32,
+    pub rotate: bool,
+}
+
+/// glibc's limits: 3 nameservers, 6 search domains, timeout ≤ 30 s, attempts ≤ 5.
+const MAX_SERVERS: usize = 3;
+const MAX_SEARCH: usize = 6;
+
+pub fn parse_resolv_conf(text: &str, port: u16) -> SystemConf {
+    let (conf, _ignored) = resolv_conf::Config::parse_with_errors(text.as_bytes());
+    let mut servers: Vec<SocketAddr> = conf
+        .nameservers
+        .iter()
+        .map(|ip| SocketAddr::new(IpAddr::from(ip), port))
         .collect();
-    out.truncate(3);
-    if out.is_empty() {
-        out.push(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    servers.truncate(MAX_SERVERS);
+    // glibc falls back to the local host when no nameserver is set.
+    if servers.is_empty() {
+        servers.push(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
     }
-    out
+    let mut search: Vec<String> = conf
+        .get_last_search_or_domain()
+        .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    search.truncate(MAX_SEARCH);
+    SystemConf {
+        servers,
+        search,
+        ndots: conf.ndots.min(15),
+        timeout: std::time::Duration::from_secs(u64::from(conf.timeout.clamp(1, 30))),
+        attempts: conf.attempts.clamp(1, 5),
+        rotate: conf.rotate,
+    }
+}
+
+impl SystemConf {
+    /// The names glibc's res_search tries for `host`, in order: a name ending in `.` as it
+    /// is; with at least `ndots` dots the name first and then each search domain; with fewer,
+    /// each search domain first and the name last.
+    pub fn candidates(&self, host: &str) -> Vec<String> {
+        if let Some(absolute) = host.strip_suffix('.') {
+            return vec![absolute.to_string()];
+        }
+        let dots = u32::try_from(host.matches('.').count()).unwrap_or(u32::MAX);
+        let searched = self.search.iter().map(|d| format!("{host}.{d}"));
+        if dots >= self.ndots {
+            std::iter::once(host.to_string()).chain(searched).collect()
+        } else {
+            searched.chain(std::iter::once(host.to_string())).collect()
+        }
+    }
 }
 
 /// Addresses for `host` in a hosts-file text.
@@ -145,12 +188,93 @@ pub fn lookup_hosts(text: &str, host: &str) -> Vec<IpAddr> {
 
 /// The nameservers the system resolver would use right now.
 pub async fn system_servers(files: &SystemFiles) -> Vec<SocketAddr> {
+    system_conf(files).await.servers
+}
+
+/// The system resolver's settings right now (resolv.conf is read on every call, as libc
+/// re-reads it when it changes).
+pub async fn system_conf(files: &SystemFiles) -> SystemConf {
     let text = read_small(&files.resolv_conf).await;
     parse_resolv_conf(&text, files.resolv_conf_port)
 }
 
+/// Rotation start for `options rotate`, shared by every lookup of the process as glibc's is.
+static ROTATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Queries the system resolver as libc does: `attempts` rounds over the servers in order (a
+/// rotating start with `rotate`), each query waiting `timeout`, all within the deadline.
+pub async fn query_system(
+    conf: &SystemConf,
+    name: &str,
+    rtype: RecordType,
+    deadline: Instant,
+) -> Result<DnsReply, ResolveError> {
+    let n = conf.servers.len().max(1);
+    let start = if conf.rotate {
+        ROTATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n
+    } else {
+        0
+    };
+    let order: Vec<SocketAddr> = (0..n)
+        .filter_map(|i| conf.servers.get((start + i) % n).copied())
+        .collect();
+    let mut last = ResolveError {
+        reason: Reason::DnsTimeout,
+        message: format!("no DNS server answered for {name} {rtype}"),
+    };
+    for _ in 0..conf.attempts {
+        for server in &order {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(last);
+            }
+            match query_one(*server, false, name, rtype, conf.timeout.min(left)).await {
+                Ok(reply) => return Ok(reply),
+                Err((e, true)) => return Err(e),
+                Err((e, false)) => last = e,
+            }
+        }
+    }
+    Err(last)
+}
+
+/// One query to one server within `wait`. `Err((e, true))`: no other server can do better
+/// (the name itself cannot be queried).
+async fn query_one(
+    server: SocketAddr,
+    tcp: bool,
+    name: &str,
+    rtype: RecordType,
+    wait: std::time::Duration,
+) -> Result<DnsReply, (ResolveError, bool)> {
+    match tokio::time::timeout(wait, dns::query(server, tcp, name, rtype)).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e @ DnsError::BadName(_))) => Err((
+            ResolveError {
+                reason: Reason::DnsError,
+                message: e.to_string(),
+            },
+            true,
+        )),
+        Ok(Err(e)) => Err((
+            ResolveError {
+                reason: e.reason(),
+                message: e.to_string(),
+            },
+            false,
+        )),
+        Err(_) => Err((
+            ResolveError {
+                reason: Reason::DnsTimeout,
+                message: format!("DNS server {server} did not answer for {name} {rtype}"),
+            },
+            false,
+        )),
+    }
+}
+
 /// Queries the servers in order, moving on when one does not answer in its share of the
-/// remaining time, as the libc stub resolver does. Returns the first real reply.
+/// remaining time. Returns the first real reply.
 pub async fn query_servers(
     servers: &[SocketAddr],
     tcp: bool,
@@ -168,26 +292,10 @@ pub async fn query_servers(
             break;
         }
         let share = left / u32::try_from(servers.len() - i).unwrap_or(1);
-        match tokio::time::timeout(share, dns::query(*server, tcp, name, rtype)).await {
-            Ok(Ok(reply)) => return Ok(reply),
-            Ok(Err(e @ DnsError::BadName(_))) => {
-                return Err(ResolveError {
-                    reason: Reason::DnsError,
-                    message: e.to_string(),
-                });
-            }
-            Ok(Err(e)) => {
-                last = ResolveError {
-                    reason: e.reason(),
-                    message: e.to_string(),
-                }
-            }
-            Err(_) => {
-                last = ResolveError {
-                    reason: Reason::DnsTimeout,
-                    message: format!("DNS server {server} did not answer for {name} {rtype}"),
-                }
-            }
+        match query_one(*server, tcp, name, rtype, share).await {
+            Ok(reply) => return Ok(reply),
+            Err((e, true)) => return Err(e),
+            Err((e, false)) => last = e,
         }
     }
     Err(last)
@@ -229,7 +337,7 @@ impl Resolver {
             IpFamily::Ipv4 => ip.is_ipv4(),
             IpFamily::Ipv6 => ip.is_ipv6(),
         };
-        let (servers, tcp) = match &self.spec {
+        match &self.spec {
             ResolverSpec::System => {
                 let hosts = read_small(&self.files.hosts_file).await;
                 let mut found: Vec<IpAddr> = lookup_hosts(&hosts, host)
@@ -240,11 +348,56 @@ impl Resolver {
                     found.sort_by_key(|ip| ip.is_ipv4());
                     return Ok(found);
                 }
-                (system_servers(&self.files).await, false)
+                let conf = system_conf(&self.files).await;
+                search(&conf, host, family, deadline).await
             }
-            ResolverSpec::Server { addr, tcp } => (vec![*addr], *tcp),
-        };
-        let q = |t| query_servers(&servers, tcp, host, t, deadline);
+            ResolverSpec::Server { addr, tcp } => {
+                let server = [*addr];
+                let q = |t| query_servers(&server, *tcp, host, t, deadline);
+                lookup(host, family, q).await
+            }
+        }
+    }
+}
+
+/// Tries the names of the search list in order, moving on when a name does not exist
+/// (NXDOMAIN or no data), stopping at an answer or any other failure, as res_search does.
+async fn search(
+    conf: &SystemConf,
+    host: &str,
+    family: IpFamily,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, ResolveError> {
+    let mut first_missing = None;
+    for name in conf.candidates(host) {
+        let q = |t| query_system(conf, &name, t, deadline);
+        match lookup(&name, family, q).await {
+            Ok(addrs) => return Ok(addrs),
+            Err(e) if matches!(e.reason, Reason::DnsNxdomain | Reason::DnsNodata) => {
+                first_missing.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first_missing.unwrap_or(ResolveError {
+        reason: Reason::DnsNxdomain,
+        message: format!("{host}: no name to try"),
+    }))
+}
+
+/// The addresses of one name for `family`, from `q` (one query per record type). IPv6
+/// addresses come first in dual mode, as getaddrinfo orders them.
+async fn lookup<F, Fut>(host: &str, family: IpFamily, q: F) -> Result<Vec<IpAddr>, ResolveError>
+where
+    F: Fn(RecordType) -> Fut,
+    Fut: std::future::Future<Output = Result<DnsReply, ResolveError>>,
+{
+    let wanted = |ip: &IpAddr| match family {
+        IpFamily::Dual => true,
+        IpFamily::Ipv4 => ip.is_ipv4(),
+        IpFamily::Ipv6 => ip.is_ipv6(),
+    };
+    {
         let results = match family {
             IpFamily::Dual => {
                 let (v6, v4) = tokio::join!(q(RecordType::AAAA), q(RecordType::A));
@@ -304,14 +457,14 @@ mod tests {
         let rc = "# c\nsearch x\nnameserver 127.0.0.11\nnameserver ::1\nnameserver bogus\noptions ndots:0\n";
         let s = parse_resolv_conf(rc, 5353);
         assert_eq!(
-            s,
+            s.servers,
             vec![
                 "127.0.0.11:5353".parse().unwrap(),
                 "[::1]:5353".parse().unwrap()
             ]
         );
         assert_eq!(
-            parse_resolv_conf("", 53),
+            parse_resolv_conf("", 53).servers,
             vec!["127.0.0.1:53".parse().unwrap()]
         );
         let h = "127.0.0.1 localhost\n10.1.2.3 clerk.test api.clerk.test # x\n";
@@ -320,5 +473,42 @@ mod tests {
             vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
         );
         assert!(lookup_hosts(h, "nothere").is_empty());
+    }
+
+    #[test]
+    fn search_list_and_ndots_as_glibc_applies_them() {
+        let k8s = parse_resolv_conf(
+            "nameserver 10.96.0.10\nsearch prod.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:2 attempts:3 rotate\n",
+            53,
+        );
+        assert_eq!((k8s.ndots, k8s.attempts, k8s.rotate), (5, 3, true));
+        assert_eq!(k8s.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            k8s.candidates("homecam-api"),
+            [
+                "homecam-api.prod.svc.cluster.local",
+                "homecam-api.svc.cluster.local",
+                "homecam-api.cluster.local",
+                "homecam-api"
+            ]
+        );
+        // Fewer dots than ndots: the search list first, even for api.clerk.com.
+        assert_eq!(
+            k8s.candidates("api.clerk.com").first().unwrap(),
+            "api.clerk.com.prod.svc.cluster.local"
+        );
+        assert_eq!(
+            k8s.candidates("api.clerk.com.").as_slice(),
+            ["api.clerk.com"]
+        );
+        let plain = parse_resolv_conf("nameserver 1.1.1.1\nsearch corp.example\n", 53);
+        assert_eq!(
+            plain.candidates("api.clerk.com"),
+            ["api.clerk.com", "api.clerk.com.corp.example"]
+        );
+        assert_eq!(
+            (plain.ndots, plain.attempts, plain.timeout.as_secs()),
+            (1, 2, 5)
+        );
     }
 }
