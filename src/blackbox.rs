@@ -197,7 +197,7 @@ fn render(
             }
         }
         if let Some(o) = trace.clock_offset {
-            one(&mut e, &CLOCK_OFFSET, &[], o);
+            one(&mut e, &CLOCK_OFFSET, &[], o.estimate);
         }
     }
     if let Some(d) = &result.details {

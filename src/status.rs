@@ -148,7 +148,7 @@ impl ProbeRow {
                     .filter_map(|ph| l.trace.phase(*ph).map(|d| (ph.as_label(), d.as_secs_f64())))
                     .collect(),
                 status_code: l.trace.status_code,
-                clock_offset_seconds: l.trace.clock_offset,
+                clock_offset_seconds: l.trace.clock_offset.map(|o| o.estimate),
                 tls: l.trace.tls.as_ref().map(|t| TlsView {
                     version: t.version.clone(),
                     verified: t.verified,

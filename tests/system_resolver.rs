@@ -52,10 +52,17 @@ probes:
         )
         .await;
     assert_eq!(
-        expect_value(&text, "authwatch_probe_success", &[("probe", "api-short-name")]),
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "api-short-name")]
+        ),
         1.0,
         "{text}"
     );
     // A name that exists nowhere is NXDOMAIN after every search domain, as for getent.
-    assert_eq!(reason_of(&text, "api-missing").as_deref(), Some("dns_nxdomain"));
+    assert_eq!(
+        reason_of(&text, "api-missing").as_deref(),
+        Some("dns_nxdomain")
+    );
 }

@@ -102,11 +102,12 @@ fn explains_failures(c: Cause) -> bool {
 /// Causes that do not make auth unhealthy on their own.
 const NON_BLOCKING: [Cause; 2] = [Cause::CertExpiring, Cause::CoverageMissing];
 
-/// The clock offset furthest from zero that any probe measured in its latest run.
+/// The clock offset estimate furthest from zero that a Clerk probe measured in its latest run.
 pub fn worst_clock_offset(probes: &[ProbeState]) -> Option<f64> {
     probes
         .iter()
         .filter_map(ProbeState::clock_offset)
+        .map(|o| o.estimate)
         .fold(None, |acc: Option<f64>, o| match acc {
             Some(a) if a.abs() >= o.abs() => Some(a),
             _ => Some(o),

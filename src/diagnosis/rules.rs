@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use super::{Cause, Evidence, Inputs, worst_clock_offset};
+use super::{Cause, Evidence, Inputs};
 use crate::config::base::Role;
 use crate::failure::Reason;
 use crate::net::dns::rcode_name;
@@ -192,20 +192,21 @@ fn egress_blocked(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
         .collect()
 }
 
+/// A Clerk server's clock is off from ours by more than the warning over the whole interval
+/// its `Date` allows (a slow answer widens the interval instead of faking skew).
 fn clock_skew(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
     let skew = inputs.spec.clock_skew_warning.as_secs_f64();
-    if !worst_clock_offset(probes).is_some_and(|o| o.abs() > skew) {
-        return Vec::new();
-    }
     probes
         .iter()
         .filter_map(|p| Some((p, p.clock_offset()?)))
-        .filter(|(_, o)| o.abs() > skew)
+        .filter(|(_, o)| o.surely_beyond(skew))
         .map(|(p, o)| {
-            evidence(
-                p,
-                format!("local clock {o:+.1} s against {}", p.spec.settings.host()),
-            )
+            let host = p.spec.settings.host();
+            let d = format!(
+                "local clock {:+.1} s (between {:+.1} and {:+.1}) against {host}",
+                o.estimate, o.lower, o.upper
+            );
+            evidence(p, d)
         })
         .collect()
 }

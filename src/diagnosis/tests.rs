@@ -163,6 +163,14 @@ fn tls(reference: Option<bool>, not_after: Option<i64>) -> TraceData {
     }
 }
 
+fn offset(estimate: f64, lower: f64, upper: f64) -> crate::net::http::ClockOffset {
+    crate::net::http::ClockOffset {
+        estimate,
+        lower,
+        upper,
+    }
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -409,12 +417,34 @@ const ROWS: &[(&str, Setup, usize, &[Cause], bool)] = &[
         "local clock 30 s behind",
         |s| {
             let mut r = ok();
-            r.trace.clock_offset = Some(-30.0);
+            r.trace.clock_offset = Some(offset(-30.0, -30.6, -29.4));
             record(&mut s[FAPI], r);
         },
         140,
         &[Cause::ClockSkew],
         false,
+    ),
+    (
+        "a slow Clerk answer: its Date allows anything from -4 s to +0.5 s, so no skew",
+        |s| {
+            let mut r = ok();
+            r.trace.clock_offset = Some(offset(-1.7, -4.0, 0.5));
+            record(&mut s[FAPI], r);
+        },
+        140,
+        &[],
+        true,
+    ),
+    (
+        "the API's own Date is not a reference clock",
+        |s| {
+            let mut r = ok();
+            r.trace.clock_offset = Some(offset(-30.0, -30.6, -29.4));
+            record(&mut s[API], r);
+        },
+        140,
+        &[],
+        true,
     ),
     (
         "authwatch out of file descriptors",

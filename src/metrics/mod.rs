@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use crate::config::global::DiagnosisSpec;
 use crate::diagnosis::Diagnosis;
 use crate::encode::{Encoder, Family, family, flag};
+use crate::net::http::ClockOffset;
 use crate::net::tls::TlsInfo;
 use crate::net::trace::TraceData;
 use crate::probe::state::{DURATION_BUCKETS, ProbeState};
@@ -146,6 +147,18 @@ family!(
     Gauge,
     "Local clock minus the server's Date header (negative: the local clock is behind)."
 );
+family!(
+    CLOCK_OFFSET_LOWER,
+    "authwatch_clock_offset_lower_seconds",
+    Gauge,
+    "Lowest local-minus-server offset the Date header allows (sent time minus the end of its whole second)."
+);
+family!(
+    CLOCK_OFFSET_UPPER,
+    "authwatch_clock_offset_upper_seconds",
+    Gauge,
+    "Highest local-minus-server offset the Date header allows (receive time minus the start of its whole second)."
+);
 
 family!(
     TLS_STORE,
@@ -238,6 +251,8 @@ const GENERIC: &[&Family] = &[
     &TLS_REFERENCE_VERIFIED,
     &TLS_VERSION,
     &CLOCK_OFFSET,
+    &CLOCK_OFFSET_LOWER,
+    &CLOCK_OFFSET_UPPER,
 ];
 const PROCESS: &[&Family] = &[
     &PROC_CPU,
@@ -466,11 +481,19 @@ fn render_http(e: &mut Encoder, probes: &[ProbeState]) {
             e.sample(&TLS_VERSION, &[a, b, ("version", v)], 1.0);
         }
     });
-    per_probe(e, &CLOCK_OFFSET, probes, |e, p, l| {
-        if let Some(o) = p.clock_offset() {
-            e.sample(&CLOCK_OFFSET, &l, o);
-        }
-    });
+    type Bound = fn(&ClockOffset) -> f64;
+    let clock: [(&Family, Bound); 3] = [
+        (&CLOCK_OFFSET, |o| o.estimate),
+        (&CLOCK_OFFSET_LOWER, |o| o.lower),
+        (&CLOCK_OFFSET_UPPER, |o| o.upper),
+    ];
+    for (f, get) in clock {
+        per_probe(e, f, probes, |e, p, l| {
+            if let Some(o) = p.clock_offset() {
+                e.sample(f, &l, get(&o));
+            }
+        });
+    }
 }
 
 fn render_daemon(e: &mut Encoder, g: &Globals) {

@@ -74,6 +74,30 @@ pub struct ConnSpec {
     pub server_name: Option<String>,
 }
 
+/// Seconds since the epoch, negative before it.
+fn secs(t: SystemTime) -> f64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Local clock minus a server's clock, in seconds: the interval the evidence allows and its
+/// middle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockOffset {
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+impl ClockOffset {
+    /// Whether every offset in the interval is beyond `threshold` seconds either way.
+    pub fn surely_beyond(&self, threshold: f64) -> bool {
+        self.lower > threshold || self.upper < -threshold
+    }
+}
+
 /// A response that arrived in full (within the body limit).
 #[derive(Debug)]
 pub struct Response {
@@ -86,17 +110,20 @@ pub struct Response {
 }
 
 impl Response {
-    /// Local clock minus the server's `Date`, using the midpoint of send and receive. `Date`
-    /// has whole seconds, so the server's true time is on average half a second later.
-    pub fn clock_offset(&self) -> Option<f64> {
+    /// Local clock minus the server's `Date`, as the interval it is. A server stamps `Date`
+    /// anywhere between receiving the request and sending the answer (uvicorn at arrival),
+    /// and with whole seconds: its clock read some time in [D, D+1) at a local moment in
+    /// [sent, received]. So the offset lies in [sent − D − 1, received − D]; the estimate is
+    /// the middle.
+    pub fn clock_offset(&self) -> Option<ClockOffset> {
         let date = self.headers.get(http::header::DATE)?.to_str().ok()?;
-        let server = httpdate::parse_http_date(date).ok()?;
-        let secs = |t: SystemTime| match t.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => d.as_secs_f64(),
-            Err(e) => -e.duration().as_secs_f64(),
-        };
-        let mid = (secs(self.sent_at) + secs(self.received_at)) / 2.0;
-        Some(mid - (secs(server) + 0.5))
+        let server = secs(httpdate::parse_http_date(date).ok()?);
+        let (sent, received) = (secs(self.sent_at), secs(self.received_at));
+        Some(ClockOffset {
+            estimate: (sent + received) / 2.0 - (server + 0.5),
+            lower: sent - server - 1.0,
+            upper: received - server,
+        })
     }
 }
 

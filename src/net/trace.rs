@@ -62,7 +62,7 @@ pub struct TraceData {
     pub status_code: Option<u16>,
     pub body_bytes: Option<u64>,
     /// Local clock minus the server's `Date`, in seconds.
-    pub clock_offset: Option<f64>,
+    pub clock_offset: Option<crate::net::http::ClockOffset>,
 }
 
 impl TraceData {

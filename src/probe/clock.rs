@@ -85,12 +85,12 @@ impl Kind for Clock {
             .into();
         };
         let max = self.spec.max_offset.as_secs_f64();
-        if offset.abs() > max {
+        if offset.surely_beyond(max) {
             return Failure::new(
                 Reason::ClockSkew,
                 format!(
-                    "local clock is {offset:+.1}s off {} (tolerance {max}s)",
-                    self.spec.target.host
+                    "local clock is {:+.1}s off {} (between {:+.1}s and {:+.1}s; tolerance {max}s)",
+                    offset.estimate, self.spec.target.host, offset.lower, offset.upper
                 ),
             )
             .into();

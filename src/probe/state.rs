@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::base::Role;
 use crate::failure::Reason;
-use crate::net::http::ProxyChoice;
+use crate::net::http::{ClockOffset, ProxyChoice};
 use crate::net::resolve::ResolverSpec;
 use crate::net::tls::TlsInfo;
 use crate::net::trace::TraceData;
@@ -146,9 +146,12 @@ impl ProbeState {
         self.last.as_ref().map(|l| &l.trace)
     }
 
-    /// The clock offset the latest run measured.
-    pub fn clock_offset(&self) -> Option<f64> {
-        self.trace().and_then(|t| t.clock_offset)
+    /// The clock offset the latest run measured, from a Clerk server (the reference clock:
+    /// the API's own servers and others are not).
+    pub fn clock_offset(&self) -> Option<ClockOffset> {
+        self.trace()
+            .and_then(|t| t.clock_offset)
+            .filter(|_| self.role() == Role::Clerk)
     }
 
     /// What the latest run of a kind-`K` probe found.
