@@ -107,6 +107,32 @@ impl ResolverHints for Store {
 }
 
 impl KeySource for Store {
+    fn fetched_at(&self, probes: &[String]) -> Option<SystemTime> {
+        let map = match self.probes.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let times: Option<Vec<SystemTime>> = probes
+            .iter()
+            .map(|n| {
+                map.get(n)
+                    .and_then(|s| lock(s).kept::<Jwks>()?.last_success)
+            })
+            .collect();
+        times.and_then(|t| t.into_iter().min())
+    }
+
+    fn passing(&self, probes: &[String]) -> bool {
+        let map = match self.probes.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        !probes.is_empty()
+            && probes
+                .iter()
+                .all(|n| map.get(n).is_some_and(|s| lock(s).passing()))
+    }
+
     fn keys(&self, probes: &[String]) -> Vec<JwkInfo> {
         let map = match self.probes.read() {
             Ok(g) => g,

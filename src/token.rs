@@ -149,14 +149,39 @@ async fn run_command(argv: &[String], deadline: Instant) -> Result<Secret, Failu
     Ok(Secret::new(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-/// Real tokens kept for the expired_token case: one waiting to expire, and one that has.
+/// The auth probe's tokens across runs: the real token in use (minted once and reused while
+/// it has life left, so runs do not spend the Backend API's rate limit), one waiting to expire
+/// for the expired_token case and one that has, and when the negative cases last ran.
 #[derive(Debug, Default)]
 pub struct HeldTokens {
+    current: Option<(Secret, i64)>,
     pending: Option<(Secret, i64)>,
     expired: Option<Secret>,
+    /// Tokens obtained since start.
+    pub mints: u64,
+    /// When the forged and expired cases last ran, and what they found.
+    pub negative_at: Option<SystemTime>,
+    pub negative_results: Vec<crate::probe::auth::CaseResult>,
 }
 
+/// A token is reused while more than this much of its life is left, so a request made with it
+/// cannot expire on the way.
+const REUSE_MARGIN_SECS: i64 = 15;
+
 impl HeldTokens {
+    /// The real token in use, if it has life left.
+    pub fn reusable(&self, now: SystemTime) -> Option<Secret> {
+        let (t, exp) = self.current.as_ref()?;
+        (*exp - jwt::unix(now) > REUSE_MARGIN_SECS).then(|| t.clone())
+    }
+
+    /// Keeps a freshly obtained token for reuse.
+    pub fn obtained(&mut self, token: &Secret, parsed: Option<&Token>) {
+        self.mints += 1;
+        let exp = parsed.and_then(|p| p.claim_i64("exp")).unwrap_or(0);
+        self.current = Some((token.clone(), exp));
+    }
+
     /// An earlier real token once it has expired (past `leeway` seconds); holds this run's
     /// token for a later run when none is waiting.
     pub fn cycle(

@@ -69,7 +69,7 @@ async fn auth_cases_fail_open_and_rejections() {
     let a = format!("http://127.0.0.1:{}", api.port());
     let auth = |name: &str, path: &str, extra: &str| {
         format!(
-            "  - name: {name}\n    auth: {{url: \"{a}{path}\", token_source: backend, session_id: sess_probe, issuer: \"https://clerk.test\", leeway: 0s{extra}}}\n"
+            "  - name: {name}\n    auth: {{url: \"{a}{path}\", token_source: backend, session_id: sess_probe, issuer: \"https://clerk.test\", leeway: 0s, negative_every: 1s{extra}}}\n"
         )
     };
     let mut yaml = format!(
@@ -84,7 +84,7 @@ async fn auth_cases_fail_open_and_rejections() {
         yaml.push_str(&p);
     }
     yaml.push_str(&format!(
-        "  - name: auth-foreign\n    auth: {{url: \"{a}/good/camera/status\", token_source: file, token_file: {}}}\n  - name: auth-command\n    auth: {{url: \"{a}/good/camera/status\", token_source: command, token_command: [cat, {}], cases: [valid_token, no_token, forged_token]}}\n  - name: auth-no-session\n    auth: {{url: \"{a}/good/camera/status\", token_source: backend, session_id: sess_gone, cases: [valid_token, no_token]}}\n",
+        "  - name: auth-foreign\n    auth: {{url: \"{a}/good/camera/status\", token_source: file, token_file: {}, negative_every: 1s}}\n  - name: auth-command\n    auth: {{url: \"{a}/good/camera/status\", token_source: command, token_command: [cat, {}], cases: [valid_token, no_token, forged_token], negative_every: 1s}}\n  - name: auth-no-session\n    auth: {{url: \"{a}/good/camera/status\", token_source: backend, session_id: sess_gone, cases: [valid_token, no_token]}}\n",
         foreign.display(),
         own.display()
     ));
@@ -295,5 +295,94 @@ async fn auth_cases_fail_open_and_rejections() {
                 && (l.starts_with("authwatch_auth_") || l.contains("success{")))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// The probe must not change what the API does: one token per lifetime (not per run), and the
+/// forged case, which makes the Python SDK drop its cached key, only every `negative_every`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_reused_and_negative_cases_are_rare() {
+    let clerk = Arc::new(SigningKey::new("ins_reuse", "https://clerk.test"));
+    let mints = Arc::new(Mutex::new(0u32));
+    let (c, m) = (clerk.clone(), mints.clone());
+    let bapi = TestServer::start(move |req| match (req.method.as_str(), req.path_only()) {
+        ("POST", "/v1/sessions/sess_probe/tokens") => {
+            *m.lock().unwrap() += 1;
+            let t = c.mint(60);
+            ResponseSpec::json(200, format!(r#"{{"object":"token","jwt":"{t}"}}"#))
+        }
+        ("GET", "/v1/jwks") => ResponseSpec::json(200, jwks([c.jwk()]).to_string()),
+        _ => ResponseSpec::json(404, "{}"),
+    })
+    .await;
+    let rejected = Arc::new(Mutex::new(0u32));
+    let (c, r) = (clerk.clone(), rejected.clone());
+    let api = TestServer::start(move |req| {
+        let bearer = req.header("authorization").is_some();
+        if c.accepts(req.header("authorization")) {
+            ResponseSpec::json(200, "{}")
+        } else {
+            if bearer {
+                // A token that does not verify: what makes an SDK refetch its keys.
+                *r.lock().unwrap() += 1;
+            }
+            ResponseSpec::json(401, "{}")
+        }
+    })
+    .await;
+    let yaml = format!(
+        "global: {{interval: 300ms, timeout: 1s}}\nclerk: {{secret_key: {SECRET}, api_url: \"http://127.0.0.1:{b}\", auto_probes: false}}\nprobes:\n  - name: bapi-jwks\n    jwks: {{source: backend}}\n  - name: auth\n    auth: {{url: \"http://127.0.0.1:{a}/me\", token_source: backend, session_id: sess_probe, issuer: \"https://clerk.test\"}}\n",
+        b = bapi.port(),
+        a = api.port(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| {
+                value(t, "authwatch_auth_token_reused", &[("probe", "auth")]) == Some(1.0)
+                    && value(t, "authwatch_probe_runs_total", &[("probe", "auth")])
+                        .is_some_and(|n| n >= 8.0)
+            },
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(
+        *mints.lock().unwrap(),
+        1,
+        "one Backend API request for the token's lifetime"
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_auth_token_mints_total",
+            &[("probe", "auth")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        *rejected.lock().unwrap(),
+        1,
+        "the forged case ran once, not once per run"
+    );
+    assert!(
+        value(
+            &text,
+            "authwatch_auth_negative_cases_last_run_timestamp_seconds",
+            &[("probe", "auth")]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_auth_case_success",
+            &[("probe", "auth"), ("case", "forged_token")]
+        ),
+        1.0,
+        "the last forged result stays exported between its runs"
+    );
+    assert_eq!(
+        expect_value(&text, "authwatch_probe_success", &[("probe", "auth")]),
+        1.0
     );
 }

@@ -126,6 +126,7 @@ fn auth_run(reason: Option<Reason>, fail_open: bool) -> Run {
         mint: Some((reason != Some(Reason::TokenMintFailed), Duration::ZERO)),
         token_verified: Some(true),
         kid_known: Some(reason != Some(Reason::TokenKidUnknown)),
+        ..AuthDetails::default()
     };
     Run {
         reason,

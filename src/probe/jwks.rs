@@ -148,6 +148,11 @@ impl JwksState {
 pub trait KeySource: std::fmt::Debug + Send + Sync {
     /// The keys of the last good fetch of each named JWKS probe.
     fn keys(&self, probes: &[String]) -> Vec<JwkInfo>;
+    /// When the oldest of those last good fetches happened (`None`: some never succeeded).
+    fn fetched_at(&self, probes: &[String]) -> Option<SystemTime>;
+    /// Whether every named JWKS probe's latest run passed: the API's verifier can refetch
+    /// its keys now, so a case that makes an SDK drop its cache cannot cost it its keys.
+    fn passing(&self, probes: &[String]) -> bool;
 }
 
 #[derive(Debug)]

@@ -2,6 +2,12 @@
 //! token, a forged token and an expired one (expect rejections), after checking the real token
 //! locally against the JWKS the daemon already fetched.
 
+
+mod cases;
+
+pub use cases::{AuthCase, CaseResult};
+use cases::severity;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -24,7 +30,7 @@ use crate::probe::KindId;
 use crate::probe::jwks::KeySource;
 use crate::probe::kind::{Deps, Kind, KindStatus, Outcome, SectionCx, View};
 use crate::secret::Secret;
-use crate::token::{HeldTokens, TokenSource, bearer};
+use crate::token::{HeldTokens, TokenSource};
 
 family!(
     AUTH_CASE_SUCCESS,
@@ -69,6 +75,24 @@ family!(
     "Whether the real token verified locally against the fetched JWKS (signature, issuer, exp/nbf with leeway)."
 );
 family!(
+    AUTH_MINTS,
+    "authwatch_auth_token_mints",
+    Counter,
+    "Real tokens obtained since start (Backend API requests, file reads or command runs): one per token lifetime, not per run."
+);
+family!(
+    AUTH_TOKEN_REUSED,
+    "authwatch_auth_token_reused",
+    Gauge,
+    "1 when the latest run reused the token obtained earlier."
+);
+family!(
+    AUTH_NEGATIVE_LAST,
+    "authwatch_auth_negative_cases_last_run_timestamp_seconds",
+    Gauge,
+    "When the forged and expired cases last ran (every negative_every, never while a JWKS probe fails)."
+);
+family!(
     AUTH_KID_KNOWN,
     "authwatch_auth_token_kid_known",
     Gauge,
@@ -89,33 +113,8 @@ pub struct RawAuth {
     #[serde(default, deserialize_with = "de_duration")]
     leeway: Option<Duration>,
     cases: Option<Vec<Spanned<Text>>>,
-}
-
-/// The cases the auth probe runs against the protected route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AuthCase {
-    ValidToken,
-    NoToken,
-    ForgedToken,
-    ExpiredToken,
-}
-
-impl AuthCase {
-    pub const ALL: [AuthCase; 4] = [
-        AuthCase::ValidToken,
-        AuthCase::NoToken,
-        AuthCase::ForgedToken,
-        AuthCase::ExpiredToken,
-    ];
-
-    pub fn as_label(self) -> &'static str {
-        match self {
-            AuthCase::ValidToken => "valid_token",
-            AuthCase::NoToken => "no_token",
-            AuthCase::ForgedToken => "forged_token",
-            AuthCase::ExpiredToken => "expired_token",
-        }
-    }
+    #[serde(default, deserialize_with = "de_duration")]
+    negative_every: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,17 +128,14 @@ pub struct AuthSpec {
     pub jwks_probes: Vec<String>,
     pub leeway: Duration,
     pub cases: Vec<AuthCase>,
+    /// How often the forged and expired cases run (a forged signature makes the Python SDK
+    /// drop its cached key), and never while a JWKS probe fails.
+    pub negative_every: Duration,
 }
 
-/// One case of the auth probe.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CaseResult {
-    pub case: AuthCase,
-    pub passed: bool,
-    /// The API's status, when it answered.
-    pub status: Option<u16>,
-    pub duration: Duration,
-}
+/// The forged and expired cases run this often unless configured: rarely enough that the
+/// API's verifier is not made to refetch its keys more than a few times an hour.
+const DEFAULT_NEGATIVE_EVERY: Duration = Duration::from_secs(600);
 
 /// What the auth probe saw.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -153,6 +149,12 @@ pub struct AuthDetails {
     pub token_verified: Option<bool>,
     /// The real token's kid is in one of the fetched JWKS.
     pub kid_known: Option<bool>,
+    /// This run reused the token obtained earlier (no Backend API request).
+    pub token_reused: bool,
+    /// Tokens obtained since start.
+    pub mints: u64,
+    /// When the forged and expired cases last ran.
+    pub negative_at: Option<SystemTime>,
 }
 
 /// Cases stop a little before the run's deadline so a stalled API is reported per case.
@@ -171,75 +173,6 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Calls the protected route once. Returns the case result and, when it failed, why.
-    async fn call(
-        &self,
-        case: AuthCase,
-        token: Option<&str>,
-        trace: &Trace,
-        deadline: Instant,
-    ) -> (CaseResult, Option<Failure>) {
-        let started = Instant::now();
-        let headers: Vec<_> = token
-            .and_then(bearer)
-            .map(|v| (http::header::AUTHORIZATION, v))
-            .into_iter()
-            .collect();
-        let result = self
-            .client
-            .get(&self.spec.target, &headers, trace, deadline)
-            .await;
-        let duration = started.elapsed();
-        let label = case.as_label();
-        let (passed, status, failure) = match result {
-            Err(f) => (
-                false,
-                None,
-                Some(Failure::new(f.reason, format!("{label}: {}", f.message))),
-            ),
-            Ok(resp) => {
-                let s = resp.status;
-                let ok = (200..=299).contains(&s);
-                let failure = match case {
-                    AuthCase::ValidToken if ok => None,
-                    AuthCase::ValidToken if (400..=499).contains(&s) => Some(Failure::new(
-                        Reason::AuthValidTokenRejected,
-                        format!("a valid token was answered {s} by {}", self.spec.target),
-                    )),
-                    AuthCase::ValidToken => Some(Failure::new(
-                        Reason::HttpStatus,
-                        format!("{label}: {} answered {s}", self.spec.target),
-                    )),
-                    _ if self.spec.rejection.contains(s) => None,
-                    _ if ok => Some(Failure::new(
-                        Reason::AuthAcceptsInvalidToken,
-                        format!(
-                            "{label}: {} answered {s}: the API accepts requests it must reject",
-                            self.spec.target
-                        ),
-                    )),
-                    _ => Some(Failure::new(
-                        Reason::HttpStatus,
-                        format!(
-                            "{label}: {} answered {s}, not a configured rejection status",
-                            self.spec.target
-                        ),
-                    )),
-                };
-                (failure.is_none(), Some(s), failure)
-            }
-        };
-        (
-            CaseResult {
-                case,
-                passed,
-                status,
-                duration,
-            },
-            failure,
-        )
-    }
-
     /// Parses the real token and checks it against the fetched keys.
     fn inspect(
         &self,
@@ -257,6 +190,14 @@ impl Auth {
                     jwks_probes: &self.spec.jwks_probes,
                 };
                 let check = p.check_against(keys, &rules, now);
+                // Keys rotate: a token signed with a key newer than the last fetch is not a
+                // mismatch until a fetch made after the token was issued still lacks its kid
+                // (the SDKs refetch on an unknown kid, so the API answers it).
+                let issued = p.claim_i64("iat").unwrap_or(i64::MAX);
+                let fetched = self.keys.fetched_at(&self.spec.jwks_probes).map(jwt::unix);
+                if check.kid_known == Some(false) && fetched.is_none_or(|f| f <= issued) {
+                    return Some(p);
+                }
                 d.kid_known = check.kid_known;
                 d.token_verified = check.verified;
                 problems.extend(check.problem);
@@ -270,49 +211,13 @@ impl Auth {
         }
     }
 
-    /// A token like the real one (live kid, realistic claims) signed with authwatch's own key.
-    fn forge(&self, parsed: Option<&Token>, keys: &[JwkInfo], now: SystemTime) -> Option<Secret> {
-        let forger = self.forger.as_ref()?;
-        let kid = parsed
-            .and_then(|p| p.kid.clone())
-            .or_else(|| keys.first().map(|k| k.kid.clone()))
-            .unwrap_or_else(|| "ins_authwatch".into());
-        let claims = jwt::fresh_claims(parsed, self.spec.issuer.as_deref(), now);
-        forger.sign(&kid, &claims).map(Secret::new)
-    }
 
-    /// Runs one case if it is configured and has its token (`token` is `None` for the case
-    /// that sends none, `Some(None)` when the token it needs is not available).
-    async fn case(
-        &self,
-        case: AuthCase,
-        token: Option<Option<&Secret>>,
-        trace: &Trace,
-        deadline: Instant,
-    ) -> Option<(CaseResult, Option<Failure>)> {
-        if !self.spec.cases.contains(&case) {
-            return None;
-        }
-        let token = match token {
-            None => None,
-            Some(t) => Some(t?.expose()),
-        };
-        Some(self.call(case, token, trace, deadline).await)
-    }
 }
 
-/// Which problem names the run: fail-open first, then what explains a rejected valid token,
-/// then the rejection itself, then transport trouble.
-fn severity(reason: Reason) -> u8 {
-    match reason {
-        Reason::AuthAcceptsInvalidToken => 0,
-        Reason::TokenKidUnknown => 1,
-        Reason::TokenInvalid => 2,
-        Reason::AuthSecretKeyInvalid => 3,
-        Reason::TokenMintFailed => 4,
-        Reason::AuthValidTokenRejected => 5,
-        _ => 6,
-    }
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Where the real token comes from: `token_source` and the keys it needs.
@@ -395,6 +300,9 @@ impl Kind for Auth {
         &AUTH_MINT_DURATION,
         &AUTH_TOKEN_VERIFIED,
         &AUTH_KID_KNOWN,
+        &AUTH_MINTS,
+        &AUTH_TOKEN_REUSED,
+        &AUTH_NEGATIVE_LAST,
     ];
     type Raw = RawAuth;
     type Spec = AuthSpec;
@@ -437,6 +345,7 @@ impl Kind for Auth {
                 .collect(),
             leeway: a.leeway.unwrap_or(Duration::from_secs(5)),
             cases,
+            negative_every: a.negative_every.unwrap_or(DEFAULT_NEGATIVE_EVERY),
         })
     }
 
@@ -495,11 +404,17 @@ impl Kind for Auth {
         let mut problems: Vec<Failure> = Vec::new();
 
         let started = Instant::now();
-        let minted = self
-            .spec
-            .source
-            .obtain(self.mint_client.as_ref(), case_deadline)
-            .await;
+        let reused = lock(&self.held).reusable(now);
+        d.token_reused = reused.is_some();
+        let minted = match reused {
+            Some(t) => Ok(t),
+            None => {
+                self.spec
+                    .source
+                    .obtain(self.mint_client.as_ref(), case_deadline)
+                    .await
+            }
+        };
         d.mint = Some((minted.is_ok(), started.elapsed()));
         let parsed = match &minted {
             Ok(t) => self.inspect(t, &keys, now, &mut d, &mut problems),
@@ -508,10 +423,20 @@ impl Kind for Auth {
                 None
             }
         };
-        let forged = self.forge(parsed.as_ref(), &keys, now);
-        let leeway = i64::try_from(self.spec.leeway.as_secs()).unwrap_or(0);
-        let expired =
-            lock(&self.held).cycle(minted.as_ref().ok().zip(parsed.as_ref()), leeway, now);
+        let negative_due = self.negative_due(now);
+        let (forged, expired) = {
+            let mut held = lock(&self.held);
+            if let (Ok(t), false) = (&minted, d.token_reused) {
+                held.obtained(t, parsed.as_ref());
+            }
+            let leeway = i64::try_from(self.spec.leeway.as_secs()).unwrap_or(0);
+            let expired = held.cycle(minted.as_ref().ok().zip(parsed.as_ref()), leeway, now);
+            d.mints = held.mints;
+            match negative_due {
+                true => (self.forge(parsed.as_ref(), &keys, now), expired),
+                false => (None, None),
+            }
+        };
         let valid = minted.as_ref().ok();
         let scratch = (Trace::default(), Trace::default(), Trace::default());
         let results = tokio::join!(
@@ -530,7 +455,7 @@ impl Kind for Auth {
                 case_deadline
             ),
         );
-        let (a, b, c, e) = results;
+        let (a, b, c, e) = self.keep_negative(results, negative_due, now, &mut d);
         for (result, failure) in [a, b, c, e].into_iter().flatten() {
             if failure
                 .as_ref()
@@ -567,7 +492,7 @@ impl Kind for Auth {
             }
         }
         type Get = fn(&AuthDetails) -> Option<f64>;
-        let families: [(&Family, Get); 5] = [
+        let families: [(&Family, Get); 8] = [
             (&AUTH_FAIL_OPEN, |d| Some(flag(d.fail_open))),
             (&AUTH_MINT_SUCCESS, |d| d.mint.map(|(ok, _)| flag(ok))),
             (&AUTH_MINT_DURATION, |d| {
@@ -575,6 +500,9 @@ impl Kind for Auth {
             }),
             (&AUTH_TOKEN_VERIFIED, |d| d.token_verified.map(flag)),
             (&AUTH_KID_KNOWN, |d| d.kid_known.map(flag)),
+            (&AUTH_MINTS, |d| Some(d.mints as f64)),
+            (&AUTH_TOKEN_REUSED, |d| Some(flag(d.token_reused))),
+            (&AUTH_NEGATIVE_LAST, |d| d.negative_at.map(unix_secs)),
         ];
         for (f, get) in families {
             e.header(f);
