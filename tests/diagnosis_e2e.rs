@@ -579,3 +579,52 @@ probes:
     );
     assert!(exhausted >= 1.0, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apis_own_clerk_reason_names_the_cause() {
+    let key = common::jwt::SigningKey::new("ins_reason", "https://clerk.test");
+    let clerk = TestServer::json(200, jwks([key.jwk()]).to_string()).await;
+    // The API's Clerk middleware cannot load the JWKS from inside its container, and says so.
+    let api = TestServer::start(|req| match req.path_only() {
+        "/me" => ResponseSpec::json(401, r#"{"detail":"Unauthorized"}"#)
+            .header("x-clerk-auth-status", "signed-out")
+            .header("x-clerk-auth-reason", "jwk-remote-failed-to-load"),
+        _ => ResponseSpec::json(200, r#"{"status":"ok"}"#),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, key.mint(3600)).unwrap();
+    let yaml = format!(
+        r#"
+global: {{interval: 300ms, timeout: 1s}}
+probes:
+  - name: clerk-jwks
+    jwks: {{url: "http://127.0.0.1:{clerk}/jwks"}}
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{api}/me", token_source: file, token_file: {token}, issuer: "https://clerk.test"}}
+"#,
+        clerk = clerk.port(),
+        api = api.port(),
+        token = token.display(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = expect_causes(&d, &["api_network_unhealthy"]).await;
+    assert_eq!(
+        evidence(&text, "api_network_unhealthy"),
+        [
+            "auth: 127.0.0.1: auth_valid_token_rejected (status 401); x-clerk-auth-reason: jwk-remote-failed-to-load"
+        ]
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_auth_case_clerk_reason",
+            &[
+                ("case", "valid_token"),
+                ("reason", "jwk-remote-failed-to-load")
+            ]
+        ),
+        1.0
+    );
+}

@@ -11,7 +11,7 @@ use crate::config::base::Role;
 use crate::failure::{DNS_REASONS, Reason};
 use crate::net::trace::Phase;
 use crate::probe::KindId;
-use crate::probe::auth::Auth;
+use crate::probe::auth::{Auth, AuthCase};
 use crate::probe::state::{LastRun, ProbeState};
 
 /// What one failing probe amounts to.
@@ -150,6 +150,28 @@ fn token_cause(reason: Reason) -> Option<Cause> {
     })
 }
 
+/// What the API's own Clerk middleware said of a rejected valid token, as the cause it names
+/// (the reason codes of `@clerk/backend`'s TokenVerificationErrorReason).
+fn clerk_said(p: &ProbeState) -> Option<(Cause, String)> {
+    let said = p
+        .details::<Auth>()?
+        .cases
+        .iter()
+        .find(|c| c.case == AuthCase::ValidToken && !c.passed)?
+        .clerk_reason
+        .clone()?;
+    let cause = match said.as_str() {
+        "jwk-remote-failed-to-load" | "jwk-failed-to-load" | "jwk-failed-to-resolve" => {
+            Cause::ApiNetworkUnhealthy
+        }
+        "jwk-kid-mismatch" | "jwk-remote-missing" | "jwk-local-missing" => Cause::JwksKeyMismatch,
+        "token-not-active-yet" | "token-iat-in-the-future" => Cause::ClockSkew,
+        "secret-key-invalid" => Cause::SecretKeyInvalid,
+        _ => Cause::AuthRejectsValidTokens,
+    };
+    Some((cause, said))
+}
+
 fn store_lacks_cas(p: &ProbeState, inputs: &Inputs) -> bool {
     let reference = p
         .trace()
@@ -211,6 +233,9 @@ fn api(
         return clerk(p, reason, found, inputs);
     }
     let d = detail(p);
+    if let Some((c, said)) = clerk_said(p) {
+        return Verdict::Cause(c, format!("{d}; x-clerk-auth-reason: {said}"));
+    }
     if let Some(c) = token_cause(reason) {
         return Verdict::Cause(c, d);
     }

@@ -121,6 +121,7 @@ fn auth_run(reason: Option<Reason>, fail_open: bool) -> Run {
             passed: !fail_open,
             status: Some(if fail_open { 200 } else { 401 }),
             duration: Duration::from_millis(3),
+            clerk_reason: None,
         }],
         fail_open,
         mint: Some((reason != Some(Reason::TokenMintFailed), Duration::ZERO)),

@@ -50,6 +50,26 @@ pub struct CaseResult {
     /// The API's status, when it answered.
     pub status: Option<u16>,
     pub duration: Duration,
+    /// What Clerk's middleware said of the request (`x-clerk-auth-reason`, as set by
+    /// `@clerk/backend`: packages/backend/src/constants.ts, `Headers.AuthReason`), bounded.
+    pub clerk_reason: Option<String>,
+}
+
+/// Clerk's reason codes are short kebab-case words (`jwk-remote-failed-to-load`); anything
+/// else is cut to this and to those characters, so it stays a bounded label.
+const MAX_CLERK_REASON: usize = 64;
+
+/// The `x-clerk-auth-reason` header of an answer, as a label value.
+fn clerk_reason(headers: &http::HeaderMap) -> Option<String> {
+    let raw = headers.get("x-clerk-auth-reason")?.to_str().ok()?;
+    let label: String = raw
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_,. ".contains(*c))
+        .take(MAX_CLERK_REASON)
+        .collect();
+    (!label.is_empty()).then_some(label)
 }
 
 /// The four cases' results, in order: valid, none, forged, expired.
@@ -95,6 +115,7 @@ impl Auth {
             .await;
         let duration = started.elapsed();
         let label = case.as_label();
+        let mut said = None;
         let (passed, status, failure) = match result {
             Err(f) => (
                 false,
@@ -102,6 +123,7 @@ impl Auth {
                 Some(Failure::new(f.reason, format!("{label}: {}", f.message))),
             ),
             Ok(resp) => {
+                said = clerk_reason(&resp.headers);
                 let s = resp.status;
                 let ok = (200..=299).contains(&s);
                 let failure = match case {
@@ -139,6 +161,7 @@ impl Auth {
                 passed,
                 status,
                 duration,
+                clerk_reason: said,
             },
             failure,
         )

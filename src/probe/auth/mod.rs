@@ -75,6 +75,12 @@ family!(
     "Whether the real token verified locally against the fetched JWKS (signature, issuer, exp/nbf with leeway)."
 );
 family!(
+    AUTH_CASE_CLERK_REASON,
+    "authwatch_auth_case_clerk_reason",
+    Gauge,
+    "1 with the x-clerk-auth-reason the API's Clerk middleware answered the case with (bounded to 64 characters)."
+);
+family!(
     AUTH_MINTS,
     "authwatch_auth_token_mints",
     Counter,
@@ -295,6 +301,7 @@ impl Kind for Auth {
         &AUTH_CASE_SUCCESS,
         &AUTH_CASE_DURATION,
         &AUTH_CASE_STATUS,
+        &AUTH_CASE_CLERK_REASON,
         &AUTH_FAIL_OPEN,
         &AUTH_MINT_SUCCESS,
         &AUTH_MINT_DURATION,
@@ -488,6 +495,16 @@ impl Kind for Auth {
                 let [a, b] = v.labels();
                 for c in v.details.iter().flat_map(|d| d.cases.iter()) {
                     e.sample(f, &[a, b, ("case", c.case.as_label())], get(c));
+                }
+            }
+        }
+        e.header(&AUTH_CASE_CLERK_REASON);
+        for v in views {
+            let [a, b] = v.labels();
+            for c in v.details.iter().flat_map(|d| d.cases.iter()) {
+                if let Some(r) = &c.clerk_reason {
+                    let labels = [a, b, ("case", c.case.as_label()), ("reason", r.as_str())];
+                    e.sample(&AUTH_CASE_CLERK_REASON, &labels, 1.0);
                 }
             }
         }
