@@ -628,3 +628,125 @@ probes:
         1.0
     );
 }
+
+/// A Backend API fake on 127.0.0.1 (TLS with the test CA for `localhost`) serving the JWKS
+/// to the secret key, and a passing API: what the SDK-profile cases share.
+async fn sdk_world(pki: &TestPki) -> (TestServer, TestServer) {
+    let doc = jwks([rsa_key(2048).jwk("ins_sdk")]).to_string();
+    let bapi = TestServer::start_tls(&pki.good(&["localhost"]), move |req| {
+        match req.header("authorization") {
+            Some("Bearer sk_test_sdkcanary") => ResponseSpec::json(200, doc.clone()),
+            _ => ResponseSpec::json(401, "{}"),
+        }
+    })
+    .await;
+    let api = TestServer::json(200, r#"{"status":"ok"}"#).await;
+    (bapi, api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_system_bundle_the_python_sdk_never_reads_does_not_page() {
+    let pki = TestPki::new();
+    let (bapi, api) = sdk_world(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The image has no CA certificates; certifi's bundle (here the reference roots) has the
+    // root, as it has Clerk's.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let yaml = format!(
+        r#"
+global: {{interval: 300ms, timeout: 1s, trust_store_file: {empty}, reference_trust_store_file: {ca}}}
+clerk: {{secret_key: sk_test_sdkcanary, api_url: "https://localhost:{bapi}", sdk: python}}
+probes:
+  - name: api
+    role: api
+    api_health: {{url: "http://127.0.0.1:{api}/"}}
+"#,
+        empty = empty.display(),
+        ca = pki.ca_pem_path().display(),
+        bapi = bapi.port(),
+        api = api.port(),
+    );
+    // With SSL_CERT_FILE or SSL_CERT_DIR set, httpx (and so the SDK) would read them instead
+    // of certifi: leave them unset, as in the image.
+    let unset = [("SSL_CERT_FILE", ""), ("SSL_CERT_DIR", "")];
+    let d = Daemon::start(&yaml, &unset).await;
+    let text = expect_causes(&d, &["system_trust_unused"]).await;
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "clerk-sdk-jwks")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "clerk-bapi-jwks")]
+        ),
+        0.0
+    );
+    let text = d
+        .wait_for(
+            |t| value_is(t, "authwatch_auth_healthy", 1.0),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(active(&text), ["system_trust_unused"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_ignoring_a_needed_proxy_is_named() {
+    let pki = TestPki::new();
+    let (bapi, api) = sdk_world(&pki).await;
+    let proxy = common::proxy::ConnectProxy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Direct, `localhost` leads nowhere (nothing listens on 127.0.0.2): only the proxy, which
+    // resolves it itself, reaches the Backend API, as in a network whose egress is the proxy.
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.2 localhost\n").unwrap();
+    let trust = dir.path().join("ca.pem");
+    std::fs::write(&trust, pki.ca_pem()).unwrap();
+    let yaml = format!(
+        r#"
+global: {{interval: 300ms, timeout: 1s, hosts_file: {hosts}, trust_store_file: {trust}, reference_trust_store_file: {trust}}}
+clerk: {{secret_key: sk_test_sdkcanary, api_url: "https://localhost:{bapi}", sdk: python}}
+probes:
+  - name: api
+    role: api
+    api_health: {{url: "http://127.0.0.1:{api}/"}}
+"#,
+        hosts = hosts.display(),
+        trust = trust.display(),
+        bapi = bapi.port(),
+        api = api.port(),
+    );
+    let proxy_url = format!("http://{}", proxy.addr());
+    let env = [
+        ("HTTPS_PROXY", proxy_url.as_str()),
+        ("SSL_CERT_FILE", ""),
+        ("SSL_CERT_DIR", ""),
+    ];
+    let d = Daemon::start(&yaml, &env).await;
+    let text = expect_causes(&d, &["sdk_ignores_proxy"]).await;
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "clerk-bapi-jwks")]
+        ),
+        1.0
+    );
+    let ev = evidence(&text, "sdk_ignores_proxy");
+    assert!(
+        ev.iter().any(|e| e.starts_with("clerk-sdk-jwks:")
+            && e.contains("the python SDK ignores HTTPS_PROXY")),
+        "{ev:?}"
+    );
+    assert!(
+        proxy.connects() >= 1,
+        "the generic probe went through the proxy"
+    );
+}

@@ -8,6 +8,7 @@ use serde_json::json;
 use serde_saphyr::Spanned;
 
 use crate::config::base::{ConfigError, Cx, Text};
+use crate::config::connection::Sdk;
 use crate::net::target::Target;
 use crate::secret::Secret;
 
@@ -22,6 +23,8 @@ pub struct RawClerk {
     #[serde(default = "yes")]
     auto_probes: bool,
     dns_resolvers: Option<Vec<Spanned<Text>>>,
+    /// The Clerk SDK the API verifies tokens with: adds `clerk-sdk-jwks`, fetched its way.
+    sdk: Option<Spanned<Text>>,
 }
 
 fn yes() -> bool {
@@ -38,6 +41,7 @@ pub struct Clerk {
     pub auto_probes: bool,
     /// The validated `dns_resolvers` entries, as written.
     pub dns_resolvers: Vec<String>,
+    pub sdk: Option<Sdk>,
 }
 
 const DEFAULT_PUBLIC_RESOLVERS: &[&str] = &["system", "8.8.8.8:53", "1.1.1.1:53"];
@@ -82,6 +86,7 @@ impl Clerk {
                 app_api_url: None,
                 auto_probes: false,
                 dns_resolvers: vec![],
+                sdk: None,
             });
         };
         let fapi_host = match &raw.publishable_key {
@@ -135,6 +140,15 @@ impl Clerk {
                 .map(|s| s.to_string())
                 .collect(),
         };
+        let sdk = match &raw.sdk {
+            None => None,
+            Some(v) => Sdk::parse(&v.value.0).map_err(|e| ctx.at(v, e))?,
+        };
+        if sdk.is_some() && secret.is_none() {
+            return Err(ctx.whole(
+                "clerk.sdk: the SDKs fetch the JWKS from the Backend API with the secret key; set clerk.secret_key or secret_key_file",
+            ));
+        }
         Ok(Clerk {
             fapi_host,
             secret,
@@ -142,6 +156,7 @@ impl Clerk {
             app_api_url,
             auto_probes: raw.auto_probes,
             dns_resolvers,
+            sdk,
         })
     }
 }
@@ -170,6 +185,12 @@ impl Clerk {
         if self.secret.is_some() {
             out.push(json!({"name": "clerk-bapi-jwks",
                 "jwks": {"source": "backend", "group": "clerk"}}));
+            // The SDKs fetch GET {api_url}/v1/jwks with the secret key (DESIGN.md §10): this
+            // one does it through the SDK's own proxy and trust-store behaviour.
+            if let Some(sdk) = self.sdk {
+                out.push(json!({"name": "clerk-sdk-jwks", "sdk": sdk.as_label(),
+                    "jwks": {"source": "backend", "group": "clerk"}}));
+            }
         }
         if let Some(app) = &self.app_api_url {
             out.push(json!({"name": "api-health-network", "role": "api",

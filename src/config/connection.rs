@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::base::{ConfigError, Cx, Pos, Text};
-use crate::net::http::{ConnSpec, ProxyChoice, ProxySpec};
+use crate::net::http::{ConnSpec, ProxyChoice, ProxySpec, Roots};
 use crate::net::resolve::{IpFamily, ResolverSpec};
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -31,6 +31,48 @@ pub struct RawConnection {
 struct RawTls {
     ca_file: Option<Text>,
     server_name: Option<Text>,
+    roots: Option<Spanned<Text>>,
+}
+
+/// How a Clerk backend SDK fetches the JWKS, as a profile of the connection (DESIGN.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sdk {
+    /// `clerk-backend-api`: httpx with an explicit transport, so `HTTPS_PROXY`/`NO_PROXY`
+    /// are ignored, and certifi's bundle unless `SSL_CERT_FILE`/`SSL_CERT_DIR` is set.
+    Python,
+    /// `@clerk/backend` on Node's fetch (undici): no proxy from the environment, Node's
+    /// bundled roots plus `NODE_EXTRA_CA_CERTS`.
+    Node,
+    /// `clerk-sdk-go` on net/http: the proxy from the environment and the system roots, as
+    /// the generic behaviour.
+    Go,
+}
+
+impl Sdk {
+    pub fn parse(s: &str) -> Result<Option<Sdk>, String> {
+        match s {
+            "python" => Ok(Some(Sdk::Python)),
+            "node" => Ok(Some(Sdk::Node)),
+            "go" => Ok(Some(Sdk::Go)),
+            "generic" | "" => Ok(None),
+            other => Err(format!(
+                "unknown sdk {other:?}: use python, node, go or generic"
+            )),
+        }
+    }
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Sdk::Python => "python",
+            Sdk::Node => "node",
+            Sdk::Go => "go",
+        }
+    }
+
+    /// Whether the SDK takes its proxy from `HTTPS_PROXY`.
+    pub fn honours_proxy_env(self) -> bool {
+        matches!(self, Sdk::Go)
+    }
 }
 
 /// The proxy variables as they were at load, per scheme.
@@ -53,6 +95,8 @@ enum ProxyRule {
 pub struct ConnPlan {
     base: ConnSpec,
     rule: ProxyRule,
+    /// `tls.roots` was set explicitly (a profile does not override it).
+    roots_set: bool,
 }
 
 /// `NO_PROXY` matching as curl and Go do it: `*`, exact hosts, and domain suffixes with or
@@ -79,6 +123,30 @@ fn from_env(cx: &Cx, names: &[&str]) -> Option<String> {
 }
 
 impl ConnPlan {
+    /// The connection as `sdk` makes it: its proxy behaviour instead of the environment's, and
+    /// its trust store (unless `tls.roots` says otherwise), from the environment read at load.
+    pub fn with_sdk(mut self, sdk: Sdk, cx: &Cx) -> ConnPlan {
+        if !sdk.honours_proxy_env() && matches!(self.rule, ProxyRule::FromEnv(_)) {
+            self.rule = ProxyRule::Fixed(ProxyChoice::Direct);
+        }
+        if self.roots_set {
+            return self;
+        }
+        let set = |n: &str| (cx.env)(n).is_some_and(|v| !v.is_empty());
+        self.base.roots = match sdk {
+            Sdk::Python if !(set("SSL_CERT_FILE") || set("SSL_CERT_DIR")) => Roots::Bundled,
+            Sdk::Node => Roots::Bundled,
+            _ => Roots::System,
+        };
+        if sdk == Sdk::Node && self.base.ca_file.is_none() {
+            self.base.ca_file = (cx.env)("NODE_EXTRA_CA_CERTS")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .filter(|p| p.is_file());
+        }
+        self
+    }
+
     /// The connection for a target host and scheme. An unusable proxy variable is an error
     /// only for targets that would use it.
     pub fn for_target(&self, host: &str, https: bool) -> Result<ConnSpec, String> {
@@ -156,6 +224,19 @@ impl RawConnection {
         {
             return Err(cx.err(pos, format!("tls.ca_file {} does not exist", p.display())));
         }
+        let roots = match &tls.roots {
+            None => Roots::System,
+            Some(r) => match r.value.0.as_str() {
+                "system" => Roots::System,
+                "bundled" => Roots::Bundled,
+                other => {
+                    return Err(cx.at(
+                        r,
+                        format!("invalid tls.roots {other:?}: use system or bundled"),
+                    ));
+                }
+            },
+        };
         Ok(ConnPlan {
             base: ConnSpec {
                 resolver,
@@ -165,8 +246,10 @@ impl RawConnection {
                 headers,
                 ca_file,
                 server_name: tls.server_name.map(|t| t.0).filter(|s| !s.is_empty()),
+                roots,
             },
             rule,
+            roots_set: tls.roots.is_some(),
         })
     }
 

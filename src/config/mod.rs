@@ -20,7 +20,7 @@ use crate::probe::kind::SectionCx;
 use crate::probe::{self, ProbeSpec, RawModule, RawProbe, Spec};
 use base::{ConfigError, Cx, Pos, Role, Text, is_hostname, yaml_error};
 use clerk::{Clerk, RawClerk};
-use connection::{ConnPlan, RawConnection};
+use connection::{ConnPlan, RawConnection, Sdk};
 use global::{DiagnosisSpec, GlobalSpec, RawDiagnosis, RawGlobal};
 
 /// The embedded default configuration: the documented `config.yaml` at the repository root.
@@ -131,7 +131,14 @@ impl Entries<'_> {
                 .cx
                 .err(pos, format!("probe {name:?}: timeout must be positive")));
         }
-        let plan = self.conn_plan(&settings, &p.connection, pos)?;
+        let sdk = match &p.sdk {
+            None => None,
+            Some(s) => Sdk::parse(&s.value.0).map_err(|e| self.cx.at(s, e))?,
+        };
+        let mut plan = self.conn_plan(&settings, &p.connection, pos)?;
+        if let Some(sdk) = sdk {
+            plan = plan.with_sdk(sdk, &self.cx);
+        }
         let conn = match settings.target() {
             Some(t) => plan.for_target(&t.host, t.https),
             None => plan.for_target("", false),
@@ -153,6 +160,7 @@ impl Entries<'_> {
             timeout,
             settings,
             conn,
+            sdk,
         })
     }
 
@@ -207,6 +215,7 @@ impl ModuleSpec {
             timeout: self.timeout,
             settings,
             conn,
+            sdk: None,
         })
     }
 }

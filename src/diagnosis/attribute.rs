@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use super::{Cause, Evidence, Inputs};
 use crate::config::base::Role;
 use crate::failure::{DNS_REASONS, Reason};
+use crate::net::http::Roots;
 use crate::net::trace::Phase;
 use crate::probe::KindId;
 use crate::probe::auth::{Auth, AuthCase};
@@ -59,7 +60,7 @@ pub fn attribute(
     }
     match p.role() {
         Role::Api => api(p, reason, probes, found, inputs),
-        _ => clerk(p, reason, found, inputs),
+        _ => clerk(p, reason, probes, found, inputs),
     }
 }
 
@@ -77,7 +78,7 @@ pub fn detour(p: &ProbeState, inputs: &Inputs) -> Option<(Cause, String)> {
         trace: det.trace.clone(),
         details: None,
     });
-    match clerk(&through, reason, &BTreeMap::new(), inputs) {
+    match clerk(&through, reason, &[], &BTreeMap::new(), inputs) {
         Verdict::Cause(c, d) => Some((c, format!("via {}: {d}", det.resolver.label()))),
         _ => None,
     }
@@ -87,10 +88,14 @@ pub fn detour(p: &ProbeState, inputs: &Inputs) -> Option<(Cause, String)> {
 fn clerk(
     p: &ProbeState,
     reason: Reason,
+    probes: &[ProbeState],
     found: &BTreeMap<Cause, Vec<Evidence>>,
     inputs: &Inputs,
 ) -> Verdict {
     let d = detail(p);
+    if let Some((c, why)) = sdk_disagreement(p, reason, probes) {
+        return Verdict::Cause(c, format!("{d}; {why}"));
+    }
     if DNS_REASONS.contains(&reason)
         && let Some(c) = DNS_CAUSES.iter().find(|c| found.contains_key(c))
     {
@@ -136,6 +141,57 @@ fn clerk(
         _ => return Verdict::Contradiction(d),
     };
     Verdict::Cause(cause, d)
+}
+
+/// Where a probe fetching the way the API's SDK does and a generic probe disagree: the SDK
+/// ignores a proxy the network needs, or trusts another bundle than the system store.
+fn sdk_disagreement(
+    p: &ProbeState,
+    reason: Reason,
+    probes: &[ProbeState],
+) -> Option<(Cause, String)> {
+    let clerk_passing = |f: &dyn Fn(&ProbeState) -> bool| {
+        probes
+            .iter()
+            .find(|q| q.role() == Role::Clerk && q.passing() && f(q))
+            .map(|q| q.name().to_string())
+    };
+    let unreachable = DNS_REASONS.contains(&reason)
+        || matches!(
+            reason,
+            Reason::ConnectRefused | Reason::ConnectTimeout | Reason::NetworkUnreachable
+        );
+    match p.spec.sdk {
+        Some(sdk) if unreachable && !sdk.honours_proxy_env() && !p.proxied() => {
+            let via = clerk_passing(&|q| q.proxied())?;
+            Some((
+                Cause::SdkIgnoresProxy,
+                format!(
+                    "the {} SDK ignores HTTPS_PROXY; {via} passes through the proxy",
+                    sdk.as_label()
+                ),
+            ))
+        }
+        Some(sdk) if reason == Reason::TlsUnknownIssuer && p.spec.conn.roots == Roots::Bundled => {
+            let system = clerk_passing(&|q| q.spec.conn.roots == Roots::System)?;
+            Some((
+                Cause::SdkTrustMismatch,
+                format!(
+                    "the {} SDK bundle lacks the root; {system} verifies with the system store",
+                    sdk.as_label()
+                ),
+            ))
+        }
+        None if reason == Reason::TlsUnknownIssuer => {
+            let sdk =
+                clerk_passing(&|q| q.spec.sdk.is_some() && q.spec.conn.roots == Roots::Bundled)?;
+            Some((
+                Cause::SystemTrustUnused,
+                format!("{sdk}, fetching as the API SDK does, verifies with its own bundle"),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Reasons that name a cause wherever they come from: the keys and tokens.
@@ -230,7 +286,7 @@ fn api(
         .details::<Auth>()
         .is_some_and(|a| a.mint.is_some_and(|(ok, _)| !ok));
     if minting_failed {
-        return clerk(p, reason, found, inputs);
+        return clerk(p, reason, probes, found, inputs);
     }
     let d = detail(p);
     if let Some((c, said)) = clerk_said(p) {

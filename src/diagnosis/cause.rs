@@ -31,10 +31,13 @@ pub enum Cause {
     ProbeTokenUnavailable,
     LocalResourcesExhausted,
     CoverageMissing,
+    SdkIgnoresProxy,
+    SdkTrustMismatch,
+    SystemTrustUnused,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 26] = [
+    pub const ALL: [Cause; 29] = [
         Cause::DnsResolverBroken,
         Cause::DnsNameMissing,
         Cause::EgressBlocked,
@@ -61,6 +64,9 @@ impl Cause {
         Cause::ProbeTokenUnavailable,
         Cause::LocalResourcesExhausted,
         Cause::CoverageMissing,
+        Cause::SdkIgnoresProxy,
+        Cause::SdkTrustMismatch,
+        Cause::SystemTrustUnused,
     ];
 
     pub fn as_label(self) -> &'static str {
@@ -91,6 +97,9 @@ impl Cause {
             Cause::ProbeTokenUnavailable => "probe_token_unavailable",
             Cause::LocalResourcesExhausted => "local_resources_exhausted",
             Cause::CoverageMissing => "coverage_missing",
+            Cause::SdkIgnoresProxy => "sdk_ignores_proxy",
+            Cause::SdkTrustMismatch => "sdk_trust_mismatch",
+            Cause::SystemTrustUnused => "system_trust_unused",
         }
     }
 
@@ -101,7 +110,8 @@ impl Cause {
             | Cause::JwksStale
             | Cause::ProbeTokenUnavailable
             | Cause::LocalResourcesExhausted
-            | Cause::CoverageMissing => "warning",
+            | Cause::CoverageMissing
+            | Cause::SystemTrustUnused => "warning",
             _ => "critical",
         }
     }
@@ -170,6 +180,15 @@ impl Cause {
             }
             Cause::CoverageMissing => {
                 "authwatch watches none of your Clerk instance or of your API: a healthy verdict would mean nothing."
+            }
+            Cause::SdkIgnoresProxy => {
+                "The API's Clerk SDK ignores the proxy this network needs: its direct JWKS fetch fails while the same fetch through the proxy works."
+            }
+            Cause::SdkTrustMismatch => {
+                "The API's Clerk SDK verifies against its own CA bundle, which lacks the root the system trust store has."
+            }
+            Cause::SystemTrustUnused => {
+                "The system trust store does not verify Clerk, but the API's Clerk SDK uses its own bundle, which does: auth is not affected."
             }
         }
     }
@@ -255,6 +274,15 @@ impl Cause {
             }
             Cause::CoverageMissing => {
                 "Give authwatch the settings the API has: CLERK_PUBLISHABLE_KEY (and CLERK_SECRET_KEY_FILE) for the Clerk instance, AUTHWATCH_API_URL for the API, or add jwks probes and probes with role api to the config."
+            }
+            Cause::SdkIgnoresProxy => {
+                "The Python SDK builds its httpx client with an explicit transport, so HTTPS_PROXY and NO_PROXY do not apply to its JWKS fetch (Node's fetch ignores them too): allow the API direct egress to Clerk (api.clerk.com:443), or pin the JWKS so verification needs no fetch."
+            }
+            Cause::SdkTrustMismatch => {
+                "Point the SDK at the system bundle (SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt for Python; NODE_EXTRA_CA_CERTS for Node), or add the (proxy's) CA to certifi's bundle."
+            }
+            Cause::SystemTrustUnused => {
+                "Nothing to do for auth; install ca-certificates in the image if other clients in it need the system store."
             }
         }
     }

@@ -100,7 +100,11 @@ fn explains_failures(c: Cause) -> bool {
 }
 
 /// Causes that do not make auth unhealthy on their own.
-const NON_BLOCKING: [Cause; 2] = [Cause::CertExpiring, Cause::CoverageMissing];
+const NON_BLOCKING: [Cause; 3] = [
+    Cause::CertExpiring,
+    Cause::CoverageMissing,
+    Cause::SystemTrustUnused,
+];
 
 /// The clock offset estimate furthest from zero that a Clerk probe measured in its latest run.
 pub fn worst_clock_offset(probes: &[ProbeState]) -> Option<f64> {
@@ -214,10 +218,20 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     rules::suppress_consequences(&mut found, probes);
     let causes: BTreeSet<Cause> = found.keys().copied().collect();
     let ran_any = probes.iter().any(ProbeState::ran);
+    // A failing probe whose failure only a non-blocking cause explains (a system store the
+    // API's SDK never reads) does not make auth unhealthy.
+    let excused = |p: &ProbeState| {
+        let named: Vec<Cause> = found
+            .iter()
+            .filter(|(_, ev)| ev.iter().any(|e| e.probe == p.name()))
+            .map(|(c, _)| *c)
+            .collect();
+        !named.is_empty() && named.iter().all(|c| NON_BLOCKING.contains(c))
+    };
     let critical_ok = probes
         .iter()
         .filter(|p| p.role() != Role::Other)
-        .all(ProbeState::passing);
+        .all(|p| p.passing() || excused(p));
     let auth_healthy = ran_any
         && critical_ok
         && cov.clerk_instance

@@ -165,7 +165,9 @@ fn dns_name_missing(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 fn egress_blocked(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
     let direct: Vec<&ProbeState> = probes
         .iter()
+        // Probes fetching as an SDK does are compared with the generic ones by attribution.
         .filter(|p| p.role() == Role::Clerk && p.kind().is_http() && !p.proxied() && p.ran())
+        .filter(|p| p.spec.sdk.is_none())
         .collect();
     let in_connect = |p: &&ProbeState| {
         p.trace().is_some_and(|t| t.current == Some(Phase::Connect))

@@ -584,7 +584,16 @@ fn every_cause_has_a_row() {
     let missing: Vec<Cause> = Cause::ALL
         .iter()
         .copied()
-        .filter(|c| !named.contains(c) && *c != Cause::CoverageMissing)
+        .filter(|c| {
+            !named.contains(c)
+                && !matches!(
+                    c,
+                    Cause::CoverageMissing
+                        | Cause::SdkIgnoresProxy
+                        | Cause::SdkTrustMismatch
+                        | Cause::SystemTrustUnused
+                )
+        })
         .collect();
     assert!(missing.is_empty(), "causes no row produces: {missing:?}");
 }
@@ -650,4 +659,77 @@ fn since_is_kept_while_a_cause_stays() {
     second.carry_since(&first, SystemTime::now());
     assert_eq!(second.since[&Cause::ProviderOutage], t0);
     let _ = s[JWKS].kept::<Jwks>();
+}
+
+/// The API verifies with the Python SDK, behind a proxy the container needs: the derived
+/// `clerk-sdk-jwks` fetches as the SDK does (direct, certifi-like bundle), `clerk-bapi-jwks`
+/// as a generic client does (through the proxy, the system store).
+fn sdk_states() -> Vec<ProbeState> {
+    let yaml = r#"
+clerk: {secret_key: sk_test_sdk, api_url: "https://api.clerk.test", sdk: python}
+probes:
+  - name: api
+    role: api
+    api_health: {url: "http://127.0.0.1:8020/health/network"}
+"#;
+    let env = |k: &str| (k == "HTTPS_PROXY").then(|| "http://127.0.0.1:3128".to_string());
+    let c = Config::parse(yaml, "t", &env).unwrap();
+    let mut s: Vec<ProbeState> = c.probes.iter().map(ProbeState::new).collect();
+    for p in &mut s {
+        record(p, ok());
+    }
+    s
+}
+
+fn named<'a>(s: &'a mut [ProbeState], name: &str) -> &'a mut ProbeState {
+    s.iter_mut().find(|p| p.name() == name).unwrap()
+}
+
+#[test]
+fn sdk_profiles_name_where_the_sdk_and_a_generic_client_disagree() {
+    let s = sdk_states();
+    let sdk = s.iter().find(|p| p.name() == "clerk-sdk-jwks").unwrap();
+    let generic = s.iter().find(|p| p.name() == "clerk-bapi-jwks").unwrap();
+    assert!(
+        !sdk.proxied() && generic.proxied(),
+        "python ignores HTTPS_PROXY"
+    );
+    assert_eq!(sdk.spec.conn.roots, crate::net::http::Roots::Bundled);
+
+    // The network needs the proxy; the SDK goes direct and cannot connect.
+    let mut s = sdk_states();
+    record(
+        named(&mut s, "clerk-sdk-jwks"),
+        fail(Reason::ConnectTimeout, Phase::Connect),
+    );
+    let d = judge(&s, 140);
+    assert_eq!(
+        d.causes.iter().copied().collect::<Vec<_>>(),
+        [Cause::SdkIgnoresProxy]
+    );
+
+    // The SDK's bundle lacks the root the system store has (a corporate CA).
+    let mut s = sdk_states();
+    record(
+        named(&mut s, "clerk-sdk-jwks"),
+        fail(Reason::TlsUnknownIssuer, Phase::Tls),
+    );
+    let d = judge(&s, 140);
+    assert_eq!(
+        d.causes.iter().copied().collect::<Vec<_>>(),
+        [Cause::SdkTrustMismatch]
+    );
+
+    // The system store is empty, but the SDK never reads it: no page, auth healthy.
+    let mut s = sdk_states();
+    record(
+        named(&mut s, "clerk-bapi-jwks"),
+        fail(Reason::TlsUnknownIssuer, Phase::Tls),
+    );
+    let d = judge(&s, 0);
+    assert_eq!(
+        d.causes.iter().copied().collect::<Vec<_>>(),
+        [Cause::SystemTrustUnused]
+    );
+    assert!(d.auth_healthy, "{:?}", d.evidence);
 }

@@ -72,6 +72,18 @@ pub struct ConnSpec {
     pub headers: Vec<(String, String)>,
     pub ca_file: Option<std::path::PathBuf>,
     pub server_name: Option<String>,
+    pub roots: Roots,
+}
+
+/// Which roots a chain is verified against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Roots {
+    /// The system trust store (honouring `SSL_CERT_FILE`/`SSL_CERT_DIR`).
+    #[default]
+    System,
+    /// A bundle shipped with the client instead: the Mozilla set that certifi (Python) and
+    /// Node carry, here the reference roots.
+    Bundled,
 }
 
 /// Seconds since the epoch, negative before it.
@@ -380,7 +392,11 @@ impl HttpClient {
     ) -> Result<TlsStream<TcpStream>, Failure> {
         trace.enter(Phase::Tls);
         let (system, reference) = self.trust.verifiers(self.conn.ca_file.as_deref());
-        let recorder = Arc::new(RecordingVerifier::new(system, reference));
+        let primary = match self.conn.roots {
+            Roots::System => system,
+            Roots::Bundled => reference.clone(),
+        };
+        let recorder = Arc::new(RecordingVerifier::new(primary, reference));
         let config = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Failure::new(Reason::TlsHandshake, format!("TLS setup: {e}")))?

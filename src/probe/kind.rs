@@ -527,6 +527,8 @@ macro_rules! kinds {
             pub timeout: Option<Duration>,
             pub role: Option<Spanned<Text>>,
             pub connection: Option<RawConnection>,
+            /// Fetch the way this Clerk SDK does (`python`, `node`, `go`, `generic`).
+            pub sdk: Option<Spanned<Text>>,
             $(pub $key: Option<<$ty as Kind>::Raw>,)+
         }
 

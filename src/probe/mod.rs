@@ -42,6 +42,8 @@ pub struct ProbeSpec {
     pub settings: Spec,
     /// The connection of HTTP-based kinds (defaults for the others).
     pub conn: ConnSpec,
+    /// The Clerk SDK whose fetching the probe reproduces, if any.
+    pub sdk: Option<crate::config::connection::Sdk>,
 }
 
 impl ProbeSpec {
