@@ -95,33 +95,7 @@ impl Clerk {
             }
             _ => None,
         };
-        let inline = raw
-            .secret_key
-            .as_ref()
-            .map(|t| t.0.trim().to_string())
-            .filter(|s| !s.is_empty());
-        let file = raw
-            .secret_key_file
-            .as_ref()
-            .map(|t| t.0.trim().to_string())
-            .filter(|s| !s.is_empty());
-        let secret = match (inline, file) {
-            (Some(_), Some(_)) => {
-                return Err(ctx.whole("clerk: set secret_key or secret_key_file, not both"));
-            }
-            (Some(s), None) => Some(Secret::new(s)),
-            (None, Some(path)) => {
-                let content = std::fs::read_to_string(&path)
-                    .map_err(|e| ctx.whole(format!("clerk.secret_key_file {path}: {e}")))?;
-                Some(Secret::new(content.trim()))
-            }
-            (None, None) => None,
-        };
-        if let Some(s) = &secret
-            && !(s.expose().starts_with("sk_test_") || s.expose().starts_with("sk_live_"))
-        {
-            return Err(ctx.whole("clerk: the secret key must start with sk_test_ or sk_live_"));
-        }
+        let secret = secret_key(ctx, raw)?;
         let api_url = match &raw.api_url {
             Some(u) if !u.value.0.is_empty() => ctx.target(u)?,
             _ => default_api,
@@ -159,6 +133,39 @@ impl Clerk {
             sdk,
         })
     }
+}
+
+/// The secret key, inline or from its file (one of the two), checked for its prefix. Read
+/// once at load; it is held as a secret from here on.
+fn secret_key(ctx: &Cx, raw: &RawClerk) -> Result<Option<Secret>, ConfigError> {
+    let inline = raw
+        .secret_key
+        .as_ref()
+        .map(|t| t.0.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let file = raw
+        .secret_key_file
+        .as_ref()
+        .map(|t| t.0.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let secret = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err(ctx.whole("clerk: set secret_key or secret_key_file, not both"));
+        }
+        (Some(s), None) => Some(Secret::new(s)),
+        (None, Some(path)) => {
+            let content = std::fs::read_to_string(&path)
+                .map_err(|e| ctx.whole(format!("clerk.secret_key_file {path}: {e}")))?;
+            Some(Secret::new(content.trim()))
+        }
+        (None, None) => None,
+    };
+    if let Some(s) = &secret
+        && !(s.expose().starts_with("sk_test_") || s.expose().starts_with("sk_live_"))
+    {
+        return Err(ctx.whole("clerk: the secret key must start with sk_test_ or sk_live_"));
+    }
+    Ok(secret)
 }
 
 /// Keeps a generated value literal through `${ENV}` expansion.
