@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of authwatch. Installs what the tests need on a fresh Debian machine first
-# (Prometheus and promtool, Chromium for the status page), then checks formatting and lints
+# (Prometheus and promtool, Chromium for the status page, iproute2 for network namespaces),
+# then checks formatting and lints
 # and runs every test suite (the deployment validators run from tests/deploy_validate.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,10 @@ need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+# The no-route diagnosis test runs the daemon in a network namespace (ip netns).
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+# The descriptor-exhaustion test lowers a running daemon's limit with prlimit.
+command -v prlimit >/dev/null 2>&1 || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need_pkgs[*]}: run as root or install them (apt-get install ${need_pkgs[*]})" >&2
