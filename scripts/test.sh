@@ -32,6 +32,18 @@ fi
 # --locked everywhere: the Dockerfile builds with --locked, so a Cargo.lock out of step with
 # Cargo.toml fails here first (and cargo only resolves what this platform builds, so no
 # Windows-only crate has to be downloadable).
+# The real Clerk Python SDK (clerk-backend-api, FastAPI, uvicorn) for tests/python_sdk.rs,
+# pinned in tests/sdk/requirements.txt, in a venv rebuilt when the pins change.
+venv=target/sdk-venv
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/sdk/requirements.txt "$venv/requirements.txt"; then
+  echo "== installing the Clerk Python SDK into $venv"
+  mkdir -p target
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+  cp tests/sdk/requirements.txt "$venv/requirements.txt"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -1,0 +1,249 @@
+//! authwatch next to an API on the real Clerk Python SDK (`clerk-backend-api`, FastAPI and
+//! uvicorn: tests/sdk/python_api.py), both against a fake Clerk Backend API over HTTPS with a
+//! test CA: does authwatch's verdict match what the SDK really does?
+//!
+//! The SDK is installed by scripts/test.sh into target/sdk-venv (AUTHWATCH_SDK_PYTHON names
+//! another interpreter). Each case prints the API's status and latency next to authwatch's
+//! causes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::http::{ResponseSpec, TestServer};
+use common::jwt::SigningKey;
+use common::prom::{expect_value, find, value};
+use common::tls::TestPki;
+
+const SECRET: &str = "sk_test_SDKcanary0123456789";
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("AUTHWATCH_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the Clerk Python SDK is not installed: run scripts/test.sh (it creates target/sdk-venv from tests/sdk/requirements.txt)"
+    );
+    venv
+}
+
+/// The API on the real SDK, killed on drop.
+struct SdkApi {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for SdkApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SdkApi {
+    fn start(api_url: &str, ca: &std::path::Path) -> SdkApi {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/python_api.py");
+        let child = std::process::Command::new(python())
+            .arg(script)
+            .env("PORT", port.to_string())
+            .env("CLERK_SECRET_KEY", SECRET)
+            .env("CLERK_API_URL", api_url)
+            // httpx trusts this bundle instead of certifi's: the fake Clerk's test CA.
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the SDK-based API");
+        let api = SdkApi { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the SDK-based API did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        api
+    }
+
+    /// What the API answers a bearer token: status and latency.
+    async fn call(&self, token: &str) -> (u16, Duration) {
+        let started = Instant::now();
+        let (status, _, _) = common::http::request(
+            format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            "GET",
+            "/me",
+            &[("Authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .await
+        .unwrap_or((0, Vec::new(), String::new()));
+        (status, started.elapsed())
+    }
+}
+
+fn active(text: &str) -> Vec<String> {
+    let mut c: Vec<String> = find(text, "authwatch_diagnosis", &[])
+        .into_iter()
+        .filter(|s| s.value == 1.0)
+        .filter_map(|s| s.label("cause").map(str::to_string))
+        .collect();
+    c.sort();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authwatch_agrees_with_the_python_sdk() {
+    let pki = TestPki::new();
+    let key = Arc::new(SigningKey::new("ins_sdk_e2e", "https://clerk.test"));
+    let next = Arc::new(SigningKey::new("ins_sdk_rotated", "https://clerk.test"));
+    let rotated = Arc::new(AtomicBool::new(false));
+    let outage = Arc::new(AtomicBool::new(false));
+    // JWKS fetches by the API's SDK (not authwatch's), counted apart.
+    let sdk_fetches = Arc::new(AtomicU32::new(0));
+    let (k, n, r, o, f) = (
+        key.clone(),
+        next.clone(),
+        rotated.clone(),
+        outage.clone(),
+        sdk_fetches.clone(),
+    );
+    let bapi = TestServer::start_tls(&pki.good(&["localhost"]), move |req| {
+        if req.header("authorization") != Some(&format!("Bearer {SECRET}")) {
+            return ResponseSpec::json(401, "{}");
+        }
+        match (req.method.as_str(), req.path_only()) {
+            ("POST", "/v1/sessions/sess_sdk/tokens") => {
+                let signer = if r.load(Ordering::SeqCst) { &n } else { &k };
+                ResponseSpec::json(200, format!(r#"{{"jwt":"{}"}}"#, signer.mint(20)))
+            }
+            ("GET", "/v1/jwks") => {
+                if !req
+                    .header("user-agent")
+                    .unwrap_or("")
+                    .starts_with("authwatch/")
+                {
+                    f.fetch_add(1, Ordering::SeqCst);
+                }
+                if o.load(Ordering::SeqCst) {
+                    ResponseSpec::json(503, r#"{"errors":[{"code":"service_unavailable"}]}"#)
+                } else if r.load(Ordering::SeqCst) {
+                    ResponseSpec::json(200, common::jwks::jwks([k.jwk(), n.jwk()]).to_string())
+                } else {
+                    ResponseSpec::json(200, common::jwks::jwks([k.jwk()]).to_string())
+                }
+            }
+            _ => ResponseSpec::json(404, "{}"),
+        }
+    })
+    .await;
+    let api_url = format!("https://localhost:{}", bapi.port());
+    let api = SdkApi::start(&api_url, pki.ca_pem_path());
+    let yaml = format!(
+        r#"
+global: {{interval: 500ms, timeout: 2s, trust_store_file: {ca}, reference_trust_store_file: {ca}}}
+clerk: {{secret_key: {SECRET}, api_url: "{api_url}", sdk: python}}
+probes:
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{port}/me", token_source: backend, session_id: sess_sdk, issuer: "https://clerk.test"}}
+"#,
+        ca = pki.ca_pem_path().display(),
+        port = api.port,
+    );
+    let d = Daemon::start(&yaml, &[("SSL_CERT_FILE", ""), ("SSL_CERT_DIR", "")]).await;
+
+    // 1. Healthy: the SDK accepts the real token; authwatch agrees.
+    let text = d
+        .wait_for(
+            |t| value(t, "authwatch_auth_healthy", &[]) == Some(1.0),
+            Duration::from_secs(20),
+        )
+        .await;
+    let token = key.mint(600);
+    let (status, took) = api.call(&token).await;
+    println!(
+        "healthy: API {status} in {took:?}; authwatch causes {:?}",
+        active(&text)
+    );
+    assert_eq!(status, 200);
+    assert_eq!(active(&text), Vec::<String>::new());
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_auth_case_success",
+            &[("case", "valid_token")]
+        ),
+        1.0
+    );
+
+    // 2. Clerk's JWKS goes down. The SDK keeps verifying from its cache; authwatch names the
+    //    outage and sends no forged token meanwhile (it would make the SDK drop that cache).
+    let before = sdk_fetches.load(Ordering::SeqCst);
+    outage.store(true, Ordering::SeqCst);
+    let text = d
+        .wait_for(
+            |t| active(t).contains(&"provider_outage".to_string()),
+            Duration::from_secs(15),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, took) = api.call(&token).await;
+    println!(
+        "JWKS outage: API {status} in {took:?}; authwatch causes {:?}; SDK JWKS fetches during it: {}",
+        active(&text),
+        sdk_fetches.load(Ordering::SeqCst) - before
+    );
+    assert_eq!(status, 200, "the SDK answers from its cached keys");
+    assert_eq!(
+        sdk_fetches.load(Ordering::SeqCst),
+        before,
+        "nothing authwatch sent made the SDK refetch (and so lose) its keys"
+    );
+    assert!(
+        active(&text).contains(&"provider_outage".to_string()),
+        "{:?}",
+        active(&text)
+    );
+    outage.store(false, Ordering::SeqCst);
+    d.wait_for(
+        |t| value(t, "authwatch_auth_healthy", &[]) == Some(1.0),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // 3. Clerk rotates its key: new tokens carry a kid the cached sets lack. The SDK refetches
+    //    on the unknown kid and answers 200; authwatch must not call it a key mismatch.
+    let mints_before = expect_value(
+        &d.metrics().await,
+        "authwatch_auth_token_mints_total",
+        &[("probe", "auth")],
+    );
+    rotated.store(true, Ordering::SeqCst);
+    let fresh = next.mint(600);
+    let (status, took) = api.call(&fresh).await;
+    let mut seen: Vec<String> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        let t = d.metrics().await;
+        for c in active(&t) {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("key rotation: API {status} in {took:?}; authwatch causes seen meanwhile {seen:?}");
+    assert_eq!(status, 200, "the SDK refetches on an unknown kid");
+    assert!(
+        seen.is_empty(),
+        "authwatch paged during a rotation: {seen:?}"
+    );
+}
