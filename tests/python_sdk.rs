@@ -246,4 +246,23 @@ probes:
         seen.is_empty(),
         "authwatch paged during a rotation: {seen:?}"
     );
+    // Tokens live 20 s here and are reused while more than 15 s is left: the probe has minted
+    // with the new key within the window, and knows its kid.
+    let text = d.metrics().await;
+    assert!(
+        expect_value(
+            &text,
+            "authwatch_auth_token_mints_total",
+            &[("probe", "auth")]
+        ) > mints_before,
+        "the probe minted a token with the rotated key"
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_auth_token_kid_known",
+            &[("probe", "auth")]
+        ),
+        1.0
+    );
 }
