@@ -14,6 +14,7 @@ use common::daemon::{Daemon, check_config_yaml};
 use common::dns::{Behavior, DnsServer};
 use common::http::{ResponseSpec, TestServer};
 use common::jwks::{jwks, rsa_key};
+use common::netns::{Netns, scrape_in};
 use common::prom::{expect_value, find, promtool_check};
 use common::tls::TestPki;
 
@@ -351,52 +352,9 @@ probes:
     assert!(page.contains("id=\"coverage\""), "status banner");
 }
 
-/// A network namespace the test creates, with only a loopback interface: no packet can leave.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("aw-noroute-{}", std::process::id());
-        let run = |args: &[&str]| {
-            let ok = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "ip {args:?} failed (this test needs root and iproute2)");
-        };
-        run(&["netns", "add", &name]);
-        run(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
-}
-
-/// `/metrics` of a daemon inside the namespace, through bash's /dev/tcp (no client of ours).
-fn scrape_in(ns: &str, port: u16) -> String {
-    let script = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
-    );
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "bash", "-c", &script])
-        .output()
-        .expect("scrape inside the namespace");
-    String::from_utf8_lossy(&out.stdout)
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn no_route_at_all_is_network_down() {
-    let ns = Netns::new();
+    let ns = Netns::new("noroute");
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
     // Addresses with no route from inside the namespace: no packet is ever sent.

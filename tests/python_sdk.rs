@@ -266,3 +266,143 @@ probes:
         1.0
     );
 }
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The network needs a proxy, and the Python SDK ignores it: inside a namespace with only
+/// loopback, the fake Clerk is reachable through the CONNECT proxy only (its name points
+/// nowhere in the namespace's /etc/hosts). The real SDK's JWKS fetch goes direct and hangs in
+/// retries; authwatch, with `clerk.sdk: python`, names `sdk_ignores_proxy`.
+#[test]
+fn the_real_python_sdk_ignores_the_proxy_the_network_needs() {
+    let ns = common::netns::Netns::new("sdkproxy");
+    // No route to 10.255.255.1 inside the namespace: a direct connect fails at once.
+    ns.etc("hosts", "127.0.0.1 localhost\n10.255.255.1 bapi.test\n");
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::new("ins_netns", "https://clerk.test");
+    let leaf = pki.good(&["bapi.test"]);
+    let (cert, tls_key) = leaf.write_pem_files(dir.path(), "bapi");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, common::jwks::jwks([key.jwk()]).to_string()).unwrap();
+    let token = dir.path().join("token");
+    let minted = key.mint(3600);
+    std::fs::write(&token, &minted).unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "10.255.255.1 bapi.test\n").unwrap();
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    let (bapi_port, proxy_port, api_port, aw_port) = (8443, 3128, 8020, 9868);
+
+    let _clerk = Child(
+        ns.command(python())
+            .arg(sdk.join("fake_clerk.py"))
+            .env("PORT", bapi_port.to_string())
+            .env("SECRET", SECRET)
+            .env("CERT", &cert)
+            .env("KEY", &tls_key)
+            .env("JWKS", &jwks)
+            .env("TOKEN", &token)
+            .spawn()
+            .expect("fake Clerk"),
+    );
+    let _proxy = Child(
+        ns.command(python())
+            .arg(sdk.join("connect_proxy.py"))
+            .env("PORT", proxy_port.to_string())
+            .env("MAP", "bapi.test=127.0.0.1")
+            .spawn()
+            .expect("proxy"),
+    );
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}");
+    let api_url = format!("https://bapi.test:{bapi_port}");
+    let _api = Child(
+        ns.command(python())
+            .arg(sdk.join("python_api.py"))
+            .env("PORT", api_port.to_string())
+            .env("CLERK_SECRET_KEY", SECRET)
+            .env("CLERK_API_URL", &api_url)
+            .env("SSL_CERT_FILE", pki.ca_pem_path())
+            .env("HTTPS_PROXY", &proxy_url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("SDK-based API"),
+    );
+    let cfg = dir.path().join("authwatch.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+global: {{interval: 500ms, timeout: 2s, hosts_file: {hosts}, trust_store_file: {ca}, reference_trust_store_file: {ca}}}
+clerk: {{secret_key: {SECRET}, api_url: "{api_url}", sdk: python, auto_probes: true}}
+probes:
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{api_port}/me", token_source: backend, session_id: sess_netns, issuer: "https://clerk.test"}}
+"#,
+            hosts = hosts.display(),
+            ca = pki.ca_pem_path().display(),
+        ),
+    )
+    .unwrap();
+    let _authwatch = Child(
+        ns.command(env!("CARGO_BIN_EXE_authwatch"))
+            .arg("--config.file")
+            .arg(&cfg)
+            .args(["--web.listen-address", &format!("127.0.0.1:{aw_port}")])
+            .env("HTTPS_PROXY", &proxy_url)
+            .env("SSL_CERT_FILE", "")
+            .env("SSL_CERT_DIR", "")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("authwatch in the namespace"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        text = common::netns::scrape_in(&ns.0, aw_port);
+        if active(&text) == ["sdk_ignores_proxy"] {
+            break;
+        }
+    }
+    // The API itself is up (its health answers at once)...
+    let health = common::netns::get_in(&ns.0, api_port, "/health", "", 5);
+    assert!(health.as_deref().unwrap_or("").contains("ok"), "{health:?}");
+    // ...but its SDK goes direct for the JWKS and retries: no answer to a token in 8 s.
+    let started = Instant::now();
+    let auth = format!("Authorization: Bearer {minted}\\r\\n");
+    let answer = common::netns::get_in(&ns.0, api_port, "/me", &auth, 8);
+    println!(
+        "proxy required: API {} after {:?}; authwatch causes {:?}",
+        if answer.is_some() {
+            "answered"
+        } else {
+            "no answer"
+        },
+        started.elapsed(),
+        active(&text)
+    );
+    assert_eq!(active(&text), ["sdk_ignores_proxy"], "{text}");
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "clerk-bapi-jwks")]
+        ),
+        1.0,
+        "through the proxy the Backend API answers"
+    );
+    assert!(
+        answer.is_none(),
+        "the SDK should hang in its direct retries: {answer:?}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod http;
 pub mod httpdate;
 pub mod jwks;
 pub mod jwt;
+pub mod netns;
 pub mod prom;
 pub mod prometheus;
 pub mod proxy;
