@@ -47,24 +47,29 @@ impl Drop for SdkApi {
 }
 
 impl SdkApi {
-    fn start(api_url: &str, ca: &std::path::Path) -> SdkApi {
+    /// `ca`: the bundle httpx trusts instead of certifi's (`SSL_CERT_FILE`); `None` leaves
+    /// certifi's, as an image without that variable does.
+    fn start(api_url: &str, ca: Option<&std::path::Path>) -> SdkApi {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/python_api.py");
-        let child = std::process::Command::new(python())
-            .arg(script)
+        let mut cmd = std::process::Command::new(python());
+        cmd.arg(script)
             .env("PORT", port.to_string())
             .env("CLERK_SECRET_KEY", SECRET)
             .env("CLERK_API_URL", api_url)
-            // httpx trusts this bundle instead of certifi's: the fake Clerk's test CA.
-            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start the SDK-based API");
+            .stderr(std::process::Stdio::null());
+        if let Some(ca) = ca {
+            cmd.env("SSL_CERT_FILE", ca);
+        }
+        let child = cmd.spawn().expect("start the SDK-based API");
         let api = SdkApi { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -146,7 +151,7 @@ async fn authwatch_agrees_with_the_python_sdk() {
     })
     .await;
     let api_url = format!("https://localhost:{}", bapi.port());
-    let api = SdkApi::start(&api_url, pki.ca_pem_path());
+    let api = SdkApi::start(&api_url, Some(pki.ca_pem_path()));
     let yaml = format!(
         r#"
 global: {{interval: 500ms, timeout: 2s, trust_store_file: {ca}, reference_trust_store_file: {ca}}}
@@ -404,5 +409,67 @@ probes:
     assert!(
         answer.is_none(),
         "the SDK should hang in its direct retries: {answer:?}"
+    );
+}
+
+/// The system store has the root (a corporate CA installed in the image), certifi's bundle
+/// does not: the real SDK cannot verify Clerk's certificate and hangs in retries, while a
+/// generic client is fine. authwatch with `clerk.sdk: python` (certifi-like bundled roots)
+/// names `sdk_trust_mismatch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_python_sdk_lacking_the_root_the_system_has_is_named() {
+    let pki = TestPki::new();
+    let key = Arc::new(SigningKey::new("ins_ca", "https://clerk.test"));
+    let k = key.clone();
+    let bapi = TestServer::start_tls(&pki.good(&["localhost"]), move |req| {
+        match (req.method.as_str(), req.path_only()) {
+            ("POST", _) => ResponseSpec::json(200, format!(r#"{{"jwt":"{}"}}"#, k.mint(60))),
+            _ => ResponseSpec::json(200, common::jwks::jwks([k.jwk()]).to_string()),
+        }
+    })
+    .await;
+    let api_url = format!("https://localhost:{}", bapi.port());
+    // No SSL_CERT_FILE: httpx verifies against certifi, which lacks the test CA.
+    let api = SdkApi::start(&api_url, None);
+    let yaml = format!(
+        r#"
+global: {{interval: 500ms, timeout: 2s, trust_store_file: {ca}}}
+clerk: {{secret_key: {SECRET}, api_url: "{api_url}", sdk: python}}
+probes:
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{port}/me", token_source: backend, session_id: sess_ca, issuer: "https://clerk.test"}}
+"#,
+        ca = pki.ca_pem_path().display(),
+        port = api.port,
+    );
+    // The bundled roots stand for certifi's: the real Mozilla set, without the test CA.
+    let d = Daemon::start(&yaml, &[("SSL_CERT_FILE", ""), ("SSL_CERT_DIR", "")]).await;
+    let text = d
+        .wait_for(
+            |t| active(t) == ["sdk_trust_mismatch"],
+            Duration::from_secs(20),
+        )
+        .await;
+    let token = key.mint(600);
+    let call = tokio::time::timeout(Duration::from_secs(8), api.call(&token)).await;
+    println!(
+        "CA bundle: API {} ; authwatch causes {:?}",
+        match &call {
+            Ok((status, took)) => format!("{status} in {took:?}"),
+            Err(_) => "no answer in 8 s".to_string(),
+        },
+        active(&text)
+    );
+    assert!(
+        call.is_err(),
+        "the SDK should be stuck retrying its TLS failure: {call:?}"
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_probe_success",
+            &[("probe", "clerk-bapi-jwks")]
+        ),
+        1.0
     );
 }
