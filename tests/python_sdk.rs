@@ -50,6 +50,10 @@ impl SdkApi {
     /// `ca`: the bundle httpx trusts instead of certifi's (`SSL_CERT_FILE`); `None` leaves
     /// certifi's, as an image without that variable does.
     fn start(api_url: &str, ca: Option<&std::path::Path>) -> SdkApi {
+        SdkApi::start_with(api_url, ca, &[])
+    }
+
+    fn start_with(api_url: &str, ca: Option<&std::path::Path>, env: &[(&str, &str)]) -> SdkApi {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -68,6 +72,9 @@ impl SdkApi {
             .stderr(std::process::Stdio::null());
         if let Some(ca) = ca {
             cmd.env("SSL_CERT_FILE", ca);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the SDK-based API");
         let api = SdkApi { child, port };
@@ -471,5 +478,85 @@ probes:
             &[("probe", "clerk-bapi-jwks")]
         ),
         1.0
+    );
+}
+
+/// The image lacks CA certificates, but the SDK verifies against its own bundle (certifi;
+/// here the test CA stands for it on both sides): the real SDK answers 200, and authwatch does
+/// not page (`system_trust_unused`, auth healthy). And a slow `/health/network` from uvicorn,
+/// which stamps `Date` on arrival, reads as an offset interval that includes zero: no skew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_sdk_needs_no_system_bundle_and_a_slow_answer_is_no_skew() {
+    let pki = TestPki::new();
+    let key = Arc::new(SigningKey::new("ins_bundle", "https://clerk.test"));
+    let k = key.clone();
+    let bapi = TestServer::start_tls(&pki.good(&["localhost"]), move |req| {
+        match (req.method.as_str(), req.path_only()) {
+            ("POST", _) => ResponseSpec::json(200, format!(r#"{{"jwt":"{}"}}"#, k.mint(60))),
+            _ => ResponseSpec::json(200, common::jwks::jwks([k.jwk()]).to_string()),
+        }
+    })
+    .await;
+    let api_url = format!("https://localhost:{}", bapi.port());
+    let api = SdkApi::start_with(&api_url, Some(pki.ca_pem_path()), &[("SLOW_SECONDS", "3")]);
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let yaml = format!(
+        r#"
+global: {{interval: 500ms, timeout: 5s, trust_store_file: {empty}, reference_trust_store_file: {ca}}}
+clerk: {{secret_key: {SECRET}, api_url: "{api_url}", sdk: python}}
+probes:
+  - name: auth
+    auth: {{url: "http://127.0.0.1:{port}/me", token_source: backend, session_id: sess_b, issuer: "https://clerk.test"}}
+  - name: slow-health
+    api_health: {{url: "http://127.0.0.1:{port}/health/network"}}
+"#,
+        empty = empty.display(),
+        ca = pki.ca_pem_path().display(),
+        port = api.port,
+    );
+    let d = Daemon::start(&yaml, &[("SSL_CERT_FILE", ""), ("SSL_CERT_DIR", "")]).await;
+    let text = d
+        .wait_for(
+            |t| {
+                active(t) == ["system_trust_unused"]
+                    && value(t, "authwatch_auth_healthy", &[]) == Some(1.0)
+                    && value(
+                        t,
+                        "authwatch_clock_offset_seconds",
+                        &[("probe", "slow-health")],
+                    )
+                    .is_some()
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    let token = key.mint(600);
+    let (status, took) = api.call(&token).await;
+    let (lo, hi) = (
+        expect_value(
+            &text,
+            "authwatch_clock_offset_lower_seconds",
+            &[("probe", "slow-health")],
+        ),
+        expect_value(
+            &text,
+            "authwatch_clock_offset_upper_seconds",
+            &[("probe", "slow-health")],
+        ),
+    );
+    println!(
+        "no system bundle: API {status} in {took:?}; authwatch causes {:?}; slow answer's offset between {lo:.2} and {hi:.2} s",
+        active(&text)
+    );
+    assert_eq!(status, 200, "the SDK verifies with its own bundle");
+    assert!(
+        hi - lo > 2.5,
+        "a 3 s answer gives a wide interval: [{lo}, {hi}]"
+    );
+    assert!(
+        lo <= 0.0 && hi >= 0.0,
+        "the clocks agree: the interval holds 0"
     );
 }

@@ -14,6 +14,7 @@ Run: PORT=8020 CLERK_SECRET_KEY=sk_test_x CLERK_API_URL=https://localhost:8443 \
 """
 
 import os
+import time
 
 import httpx
 import uvicorn
@@ -39,6 +40,14 @@ app = FastAPI()
 @app.get("/health")
 def health():
     return {"status": "ok"}
+
+
+# The seed API's /health/network, slow on purpose when SLOW_SECONDS is set: uvicorn stamps
+# the Date header when the request arrives, so a slow answer carries an old Date.
+@app.get("/health/network")
+def health_network():
+    time.sleep(float(os.environ.get("SLOW_SECONDS", "0")))
+    return {"status": "ok", "checks": {"clerk_jwks": {"status": "ok"}}}
 
 
 # A plain `def` route, as in Clerk's examples: the SDK call is synchronous and
