@@ -40,11 +40,14 @@ pub enum Sdk {
     /// `clerk-backend-api`: httpx with an explicit transport, so `HTTPS_PROXY`/`NO_PROXY`
     /// are ignored, and certifi's bundle unless `SSL_CERT_FILE`/`SSL_CERT_DIR` is set.
     Python,
-    /// `@clerk/backend` on Node's fetch (undici): no proxy from the environment, Node's
-    /// bundled roots plus `NODE_EXTRA_CA_CERTS`.
+    /// `@clerk/backend` on Node's global fetch with no agent of its own
+    /// (packages/backend/src/runtime.ts: `fetch.bind(globalThis)`): no proxy from the
+    /// environment unless `NODE_USE_ENV_PROXY=1`, Node's bundled roots plus
+    /// `NODE_EXTRA_CA_CERTS`.
     Node,
-    /// `clerk-sdk-go` on net/http: the proxy from the environment and the system roots, as
-    /// the generic behaviour.
+    /// `clerk-sdk-go`: `defaultHTTPClient = &http.Client{Timeout: 5s}` with the default
+    /// transport (clerk.go), so the proxy from the environment and the system roots, as the
+    /// generic behaviour.
     Go,
 }
 
@@ -126,7 +129,11 @@ impl ConnPlan {
     /// The connection as `sdk` makes it: its proxy behaviour instead of the environment's, and
     /// its trust store (unless `tls.roots` says otherwise), from the environment read at load.
     pub fn with_sdk(mut self, sdk: Sdk, cx: &Cx) -> ConnPlan {
-        if !sdk.honours_proxy_env() && matches!(self.rule, ProxyRule::FromEnv(_)) {
+        // Node (22.21+/24) reads the proxy variables only with NODE_USE_ENV_PROXY=1.
+        let node_env_proxy =
+            sdk == Sdk::Node && (cx.env)("NODE_USE_ENV_PROXY").as_deref() == Some("1");
+        if !sdk.honours_proxy_env() && !node_env_proxy && matches!(self.rule, ProxyRule::FromEnv(_))
+        {
             self.rule = ProxyRule::Fixed(ProxyChoice::Direct);
         }
         if self.roots_set {
