@@ -555,8 +555,12 @@ probes:
         hi - lo > 2.5,
         "a 3 s answer gives a wide interval: [{lo}, {hi}]"
     );
+    // uvicorn refreshes its cached Date once per tick, so under load it can lag the true
+    // second a little more: the interval need not hold 0 exactly, but it must not lie wholly
+    // beyond the 2 s warning, which is what a midpoint estimate of a slow answer used to do.
     assert!(
-        lo <= 0.0 && hi >= 0.0,
-        "the clocks agree: the interval holds 0"
+        lo < 2.0 && hi > -2.0,
+        "a slow answer must not read as skew: [{lo}, {hi}]"
     );
+    assert!(!active(&text).contains(&"clock_skew".to_string()));
 }
