@@ -313,16 +313,20 @@ pub async fn probe(
         );
     }
     let mut timeout = spec.timeout;
+    // Any number a client sends (inf, 1e300, NaN) must not panic: only a finite positive
+    // budget can shorten the module's own timeout, never lengthen it.
     if let Some(secs) = scrape_timeout
         .and_then(|h| h.trim().parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
+        .filter(|s| s.is_finite() && *s > 0.0)
     {
         let budget = if secs > TIMEOUT_OFFSET {
             secs - TIMEOUT_OFFSET
         } else {
             secs
         };
-        timeout = timeout.min(Duration::from_secs_f64(budget));
+        if let Ok(b) = Duration::try_from_secs_f64(budget) {
+            timeout = timeout.min(b);
+        }
     }
     let kind = spec.kind();
     let Some(deps) = app.deps() else {

@@ -151,6 +151,25 @@ pub fn local_exhaustion(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | ENOBUFS))
 }
 
+/// A remote value as it may appear in a message: quoted, and cut to 64 characters, so a
+/// server cannot fill logs, the status page or `/probe` answers with what it sends.
+pub fn quoted(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{:?}… ({} bytes)", &s[..i], s.len()),
+        None => format!("{s:?}"),
+    }
+}
+
+/// A value cut to `max` characters for a label (labels must stay small: every scrape carries
+/// them).
+pub fn bounded(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 impl Failure {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Failure {

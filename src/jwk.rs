@@ -10,7 +10,7 @@ use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
-use crate::failure::{Failure, Reason};
+use crate::failure::{Failure, Reason, quoted};
 
 /// One key of a JWKS, as exported.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,10 +83,10 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
     let alg = str_field(key, "alg").map_err(bad)?.unwrap_or("");
     let use_ = str_field(key, "use").map_err(bad)?.unwrap_or("");
     if !alg.is_empty() && !KNOWN_ALGS.contains(&alg) {
-        return Err(bad(format!("unsupported alg {alg:?}")));
+        return Err(bad(format!("unsupported alg {}", quoted(alg))));
     }
     if !use_.is_empty() && use_ != "sig" {
-        return Err(bad(format!("use is {use_:?}, not \"sig\"")));
+        return Err(bad(format!("use is {}, not \"sig\"", quoted(use_))));
     }
     let field = |name: &str| -> Result<Vec<u8>, Failure> {
         let s = str_field(key, name)
@@ -121,7 +121,7 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
                 "P-256" => 256,
                 "P-384" => 384,
                 "P-521" => 521,
-                other => return Err(bad(format!("unsupported EC curve {other:?}"))),
+                other => return Err(bad(format!("unsupported EC curve {}", quoted(other)))),
             };
             let (x, y) = (field("x")?, field("y")?);
             (bits, material("EC", &[&x, &y]))
@@ -130,7 +130,7 @@ fn parse_key(key: &Value, index: usize) -> Result<JwkInfo, Failure> {
             let x = field("x")?;
             (256, material("OKP", &[&x]))
         }
-        other => return Err(bad(format!("unsupported kty {other:?}"))),
+        other => return Err(bad(format!("unsupported kty {}", quoted(other)))),
     };
     Ok(JwkInfo {
         kid: kid.to_string(),
@@ -171,7 +171,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<Vec<JwkInfo>, Failure> {
         if !kids.insert(info.kid.clone()) {
             return Err(Failure::new(
                 Reason::JwksDuplicateKid,
-                format!("kid {:?} appears more than once", info.kid),
+                format!("kid {} appears more than once", quoted(&info.kid)),
             ));
         }
         out.push(info);

@@ -354,6 +354,11 @@ pub fn reason_for(err: &rustls::Error) -> Reason {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 Reason::TlsHostnameMismatch
             }
+            // A CA certificate served as the leaf (`openssl req -x509`'s default) is a question
+            // of whom to trust, like an unknown issuer, not a broken handshake.
+            CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                Reason::TlsUnknownIssuer
+            }
             _ => Reason::TlsHandshake,
         },
         _ => Reason::TlsHandshake,

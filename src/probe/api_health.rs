@@ -144,7 +144,7 @@ pub fn extract_checks(
         ),
         None => CONTAINER_KEYS.iter().find_map(|k| doc.get(*k)),
     };
-    let mut checks: Vec<(String, bool)> = match container {
+    let checks: Vec<(String, bool)> = match container {
         Some(Value::Object(map)) => map
             .iter()
             .map(|(k, v)| (label(k), verdict(v).unwrap_or(false)))
@@ -167,12 +167,23 @@ pub fn extract_checks(
             None => return Err("no checks and no overall status found in the JSON body".into()),
         },
     };
-    // Sanitising can make two names equal; keep the first of each.
-    let mut seen = std::collections::HashSet::new();
-    checks.retain(|(n, _)| seen.insert(n.clone()));
-    let truncated = checks.len() > max;
-    checks.truncate(max);
-    Ok((checks, truncated))
+    // Pass or fail is decided on every check the API reported; only what is exported is
+    // capped. Sanitising can make two names equal: a failing one must not hide behind a
+    // passing twin, so of equal names the exported one is failing if any of them fails.
+    let mut merged: Vec<(String, bool)> = Vec::with_capacity(checks.len());
+    for (name, ok) in checks {
+        match merged.iter_mut().find(|(n, _)| *n == name) {
+            Some(existing) => existing.1 &= ok,
+            None => merged.push((name, ok)),
+        }
+    }
+    let truncated = merged.len() > max;
+    if truncated {
+        // Failing checks first, so the cap never drops the ones that say what is wrong.
+        merged.sort_by_key(|(_, ok)| *ok);
+        merged.truncate(max);
+    }
+    Ok((merged, truncated))
 }
 
 impl Kind for ApiHealth {
@@ -345,5 +356,22 @@ mod tests {
             extract_checks(&json!({"x":{"a":true,"b":true,"c":false}}), Some("/x"), 2).unwrap();
         assert_eq!((c.len(), t), (2, true));
         assert!(extract_checks(&json!({"foo":1}), None, 10).is_err());
+    }
+
+    #[test]
+    fn every_check_counts_before_the_cap() {
+        // The 40th of 40 checks is down and only 32 are exported: still a failure, exported.
+        let mut many = serde_json::Map::new();
+        for i in 0..40 {
+            many.insert(format!("c{i:02}"), json!(i != 39));
+        }
+        let (c, t) = extract_checks(&json!({ "checks": many }), None, 32).unwrap();
+        assert!(t && c.len() == 32);
+        assert!(c.contains(&("c39".into(), false)), "{c:?}");
+        // Two names equal after sanitising and truncation to 64: the failing one wins.
+        let long = "x".repeat(70);
+        let doc = json!({"checks": {format!("{long}a"): true, format!("{long}b"): false}});
+        let (c, _) = extract_checks(&doc, None, 10).unwrap();
+        assert_eq!(c, vec![("x".repeat(64), false)]);
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::base::{ConfigError, Text, non_empty};
 use crate::encode::{Encoder, Family, family, flag};
-use crate::failure::{Failure, Reason};
+use crate::failure::{Failure, Reason, bounded, quoted};
 use crate::jwk::{self, JwkInfo};
 use crate::net::http::{ConnSpec, HttpClient};
 use crate::net::target::Target;
@@ -72,6 +72,9 @@ family!(
     Gauge,
     "Whether the JWKS probes of a group publish the same kids (1) or not (0)."
 );
+
+/// The longest kid, kty, alg or use exported as a label or shown on the status page.
+const MAX_LABEL: usize = 64;
 
 /// Keys exported per probe unless `max_keys` says otherwise, and the most it may say.
 const DEFAULT_MAX_KEYS: usize = 16;
@@ -305,8 +308,12 @@ impl Jwks {
                 let uri = v.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| {
                     Failure::new(Reason::BodyInvalid, "OIDC discovery has no jwks_uri")
                 })?;
-                let jwks_target = Target::parse(uri).map_err(|e| {
-                    Failure::new(Reason::BodyInvalid, format!("OIDC jwks_uri: {e}"))
+                let jwks_target = Target::parse(uri).map_err(|_| {
+                    // Target's error would quote the whole remote URL; quote it bounded.
+                    Failure::new(
+                        Reason::BodyInvalid,
+                        format!("OIDC jwks_uri {} is not a usable URL", quoted(uri)),
+                    )
                 })?;
                 self.fetch(&jwks_target, &[], trace, deadline).await?
             }
@@ -459,13 +466,14 @@ impl Kind for Jwks {
             let [a, b] = v.labels();
             for k in v.kept.keys.iter().take(v.spec.max_keys) {
                 let bits = k.bits.to_string();
+                // Remote strings: bounded like check names, so a huge kid cannot bloat scrapes.
                 let labels = [
                     a,
                     b,
-                    ("kid", k.kid.as_str()),
-                    ("kty", k.kty.as_str()),
-                    ("alg", k.alg.as_str()),
-                    ("use", k.use_.as_str()),
+                    ("kid", bounded(&k.kid, MAX_LABEL)),
+                    ("kty", bounded(&k.kty, MAX_LABEL)),
+                    ("alg", bounded(&k.alg, MAX_LABEL)),
+                    ("use", bounded(&k.use_, MAX_LABEL)),
                     ("bits", bits.as_str()),
                 ];
                 e.sample(&JWKS_KEY_INFO, &labels, 1.0);
@@ -489,7 +497,12 @@ impl Kind for Jwks {
 
     fn status(view: &View<'_, Self>, now: SystemTime) -> KindStatus {
         let k = view.kept;
-        let kids: Vec<String> = k.keys.iter().map(|k| k.kid.clone()).collect();
+        let kids: Vec<String> = k
+            .keys
+            .iter()
+            .take(view.spec.max_keys)
+            .map(|k| bounded(&k.kid, MAX_LABEL).to_string())
+            .collect();
         let age = k.age(view.probe.created_at, now);
         let mut s = KindStatus::default();
         s.json.insert(

@@ -176,6 +176,16 @@ impl TestPki {
         finish_leaf(names, cert, key, now - 3600, now + 30 * DAY)
     }
 
+    /// A self-signed CA certificate served as the leaf, as `openssl req -x509` makes by
+    /// default (basicConstraints CA:TRUE).
+    pub fn ca_as_leaf(&self, names: &[&str]) -> Leaf {
+        let now = unix_now();
+        let (mut params, key) = leaf_params(names, now - 3600, now + 30 * DAY);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("self-sign CA leaf");
+        finish_leaf(names, cert, key, now - 3600, now + 30 * DAY)
+    }
+
     /// Client config trusting only the test CA, for tests that talk TLS to fixtures directly.
     pub fn client_config(&self) -> Arc<ClientConfig> {
         install_crypto_provider();

@@ -1,0 +1,165 @@
+//! Hostile input through the running daemon: scrape headers that used to panic `/probe`,
+//! a JWKS with huge remote strings that must stay bounded in `/metrics`, the status page and
+//! messages, a health endpoint whose failing check sits past `max_checks`, and a CA
+//! certificate served as a leaf.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::http::{ResponseSpec, TestServer, request};
+use common::prom::{expect_value, find, reason_of};
+use common::tls::TestPki;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_timeout_headers_of_any_size_do_not_panic() {
+    let server = TestServer::json(200, r#"{"status":"ok"}"#).await;
+    let yaml = "probe_allowlist: [127.0.0.1]\nmodules:\n  plain: {https: {}}\nprobes: []\n";
+    let d = Daemon::start(yaml, &[]).await;
+    let path = format!(
+        "/probe?module=plain&target=http://127.0.0.1:{}/",
+        server.port()
+    );
+    for header in [
+        "inf", "Infinity", "-inf", "NaN", "1e20", "1e300", "0", "-5", "junk",
+    ] {
+        let (status, _, body) = request(
+            d.addr(),
+            "GET",
+            &path,
+            &[("X-Prometheus-Scrape-Timeout-Seconds", header)],
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{header}: no answer ({e})"));
+        assert_eq!(status, 200, "{header}: {body}");
+        assert_eq!(expect_value(&body, "probe_success", &[]), 1.0, "{header}");
+    }
+    assert!(!d.logs().contains("panicked"), "{}", d.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_remote_strings_stay_bounded() {
+    let n = base64_n();
+    let kid = "k".repeat(200_000);
+    let good = format!(
+        r#"{{"keys":[{{"kty":"RSA","kid":"{kid}","use":"sig","alg":"RS256","n":"{n}","e":"AQAB"}}]}}"#
+    );
+    let alg = "A".repeat(200_000);
+    let bad = format!(
+        r#"{{"keys":[{{"kty":"RSA","kid":"x","use":"sig","alg":"{alg}","n":"{n}","e":"AQAB"}}]}}"#
+    );
+    let server = TestServer::start(move |req| match req.path_only() {
+        "/good" => ResponseSpec::json(200, good.clone()),
+        _ => ResponseSpec::json(200, bad.clone()),
+    })
+    .await;
+    let yaml = format!(
+        "global: {{interval: 300ms, timeout: 2s, body_limit_bytes: 4000000}}\nprobes:\n  - {{name: big-kid, jwks: {{url: \"http://127.0.0.1:{p}/good\"}}}}\n  - {{name: big-alg, jwks: {{url: \"http://127.0.0.1:{p}/bad\"}}}}\n",
+        p = server.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| find(t, "authwatch_probe_success", &[]).len() == 2,
+            Duration::from_secs(10),
+        )
+        .await;
+    println!(
+        "with a 200 KB kid and a 200 KB alg: /metrics {} bytes",
+        text.len()
+    );
+    assert!(text.len() < 100_000, "/metrics is {} bytes", text.len());
+    let info = find(&text, "authwatch_jwks_key_info", &[("probe", "big-kid")]);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].label("kid").map(str::len), Some(64));
+    assert_eq!(
+        reason_of(&text, "big-alg").as_deref(),
+        Some("jwks_invalid_key")
+    );
+    let (_, _, status) = d.get("/api/v1/status").await;
+    assert!(
+        status.len() < 100_000,
+        "/api/v1/status is {} bytes",
+        status.len()
+    );
+    let (_, _, page) = d.get("/").await;
+    assert!(
+        page.len() < 100_000,
+        "the status page is {} bytes",
+        page.len()
+    );
+    assert!(
+        d.logs().len() < 100_000,
+        "logs are {} bytes",
+        d.logs().len()
+    );
+}
+
+/// A 2048-bit RSA modulus (any bytes with the top bit set will do for parsing).
+fn base64_n() -> String {
+    use base64::Engine as _;
+    let mut n = vec![0x5au8; 256];
+    n[0] = 0xc1;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_check_past_max_checks_still_fails() {
+    let mut checks: Vec<String> = (0..39).map(|i| format!(r#""c{i:02}":true"#)).collect();
+    checks.push(r#""c39":false"#.to_string());
+    let body = format!(r#"{{"checks":{{{}}}}}"#, checks.join(","));
+    let server = TestServer::json(200, body).await;
+    let yaml = format!(
+        "global: {{interval: 300ms, timeout: 1s}}\nprobes:\n  - {{name: api, api_health: {{url: \"http://127.0.0.1:{}/\", max_checks: 32}}}}\n",
+        server.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| find(t, "authwatch_probe_success", &[]).len() == 1,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        reason_of(&text, "api").as_deref(),
+        Some("health_check_failed")
+    );
+    assert_eq!(
+        expect_value(
+            &text,
+            "authwatch_api_health_check_success",
+            &[("check", "c39")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        find(&text, "authwatch_api_health_check_success", &[]).len(),
+        32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_leaf_is_an_issuer_question() {
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki.ca_as_leaf(&["localhost"]), |_| {
+        ResponseSpec::json(200, "{}")
+    })
+    .await;
+    let yaml = format!(
+        "global: {{interval: 300ms, timeout: 1s}}\nprobes:\n  - {{name: x509-default, https: {{url: \"https://localhost:{}/\"}}}}\n",
+        server.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| find(t, "authwatch_probe_success", &[]).len() == 1,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        reason_of(&text, "x509-default").as_deref(),
+        Some("tls_unknown_issuer")
+    );
+}
