@@ -13,6 +13,7 @@ pub mod config;
 pub mod diagnosis;
 pub mod encode;
 pub mod failure;
+pub mod files;
 pub mod jwk;
 pub mod jwt;
 pub mod metrics;

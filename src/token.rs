@@ -108,15 +108,10 @@ async fn mint(
 }
 
 async fn read_file(path: &std::path::Path) -> Result<Secret, Failure> {
-    let text = tokio::fs::read(path)
+    // Bounded and regular files only: /dev/zero or a FIFO must not cost memory or a thread.
+    let text = crate::files::read_limited_async(path, MAX_TOKEN as u64)
         .await
-        .map_err(|e| mint_failed(format!("reading token_file {}: {e}", path.display())))?;
-    if text.len() > MAX_TOKEN {
-        return Err(mint_failed(format!(
-            "token_file {} is too large for a token",
-            path.display()
-        )));
-    }
+        .map_err(|e| mint_failed(format!("token_file: {e}")))?;
     Ok(Secret::new(String::from_utf8_lossy(&text).trim()))
 }
 

@@ -163,3 +163,63 @@ async fn a_ca_certificate_served_as_the_leaf_is_an_issuer_question() {
         Some("tls_unknown_issuer")
     );
 }
+
+#[test]
+fn configured_files_are_read_bounded_and_only_when_regular() {
+    use common::daemon::check_config_yaml;
+    // A secret key file that never ends: refused at once, not read until memory runs out.
+    let (code, _, err) = check_config_yaml("clerk: {secret_key_file: /dev/zero}\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    // A trust store that is a device: check-config finds what start would fail on.
+    let (code, _, err) = check_config_yaml("global: {trust_store_file: /dev/zero}\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("trust_store_file") && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_that_is_a_device_fails_fast_and_small() {
+    let api = TestServer::json(401, "{}").await;
+    let yaml = format!(
+        "global: {{interval: 300ms, timeout: 1s}}\nprobes:\n  - {{name: auth, auth: {{url: \"http://127.0.0.1:{}/me\", token_source: file, token_file: /dev/zero}}}}\n",
+        api.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| {
+                common::prom::value(t, "authwatch_probe_runs_total", &[("probe", "auth")])
+                    .is_some_and(|n| n >= 3.0)
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        reason_of(&text, "auth").as_deref(),
+        Some("token_mint_failed")
+    );
+    let rss = expect_value(&text, "process_resident_memory_bytes", &[]);
+    println!("token_file /dev/zero: RSS {:.1} MB after 3 runs", rss / 1e6);
+    assert!(rss < 200e6, "RSS {rss}");
+}
+
+#[test]
+fn a_secret_in_the_wrong_place_is_not_echoed() {
+    use common::daemon::check_config_yaml;
+    let canary = "CANARYpassw0rd";
+    for yaml in [
+        format!(
+            "probes:\n  - name: a\n    https: {{url: \"https://x.test/\"}}\n    connection:\n      \"http://user:{canary}@proxy:3128\": 1\n"
+        ),
+        format!("global: {{interval: \"sk_live_{canary}\"}}\n"),
+        format!("clerk:\n  sk_test_{canary}: 1\n"),
+    ] {
+        let (code, out, err) = check_config_yaml(&yaml);
+        assert_eq!(code, 1, "{err}");
+        assert!(!err.contains(canary) && !out.contains(canary), "{err}");
+        assert!(err.contains("<redacted>"), "{err}");
+    }
+}

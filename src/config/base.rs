@@ -50,7 +50,7 @@ impl<T> From<&Spanned<T>> for Pos {
 /// source snippet so that an inline secret on a bad line is never echoed, and the location
 /// goes in front as file:line:column.
 pub fn yaml_error(e: &serde_saphyr::Error, file: &str) -> ConfigError {
-    let rendered = e.without_snippet().to_string();
+    let rendered = redact(&e.without_snippet().to_string());
     let message = match rendered.rfind(" at line ") {
         Some(i) if rendered[i..].contains(", column ") => rendered[..i].to_string(),
         _ => rendered,
@@ -66,6 +66,49 @@ pub fn yaml_error(e: &serde_saphyr::Error, file: &str) -> ConfigError {
             file: file.to_string(),
             message,
         },
+    }
+}
+
+/// Stops a parse error from quoting a secret that landed in the wrong place (a key, another
+/// field): Clerk keys (`sk_…`, `pk_…`), JWTs (`eyJ…`) and URL credentials become `<redacted>`.
+pub fn redact(message: &str) -> String {
+    let end = |s: &str| {
+        s.find(|c: char| c.is_whitespace() || "`'\",".contains(c))
+            .unwrap_or(s.len())
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = ["sk_live_", "sk_test_", "pk_live_", "pk_test_", "eyJ", "://"]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+            .min();
+        let Some((i, pattern)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        let after = &rest[i..];
+        let word = end(after);
+        if pattern == "://" {
+            // Only the userinfo of a URL is secret: scheme://user:pass@host keeps its host.
+            let authority = &after[3..word];
+            let cut = authority.find('/').unwrap_or(authority.len());
+            match authority[..cut].rfind('@') {
+                Some(at) => {
+                    out.push_str(&rest[..i + 3]);
+                    out.push_str("<redacted>");
+                    rest = &after[3 + at..];
+                }
+                None => {
+                    out.push_str(&rest[..i + 3]);
+                    rest = &after[3..];
+                }
+            }
+        } else {
+            out.push_str(&rest[..i]);
+            out.push_str("<redacted>");
+            rest = &after[word..];
+        }
     }
 }
 
@@ -294,6 +337,26 @@ mod tests {
         let err = expand_env("${B}", &get).unwrap_err();
         assert!(err.contains("B is not set"));
         assert!(expand_env("${A", &get).is_err());
+    }
+
+    #[test]
+    fn secrets_in_errors_are_redacted() {
+        assert_eq!(
+            redact("unknown field `http://user:PASSWORD@proxy:3128`, expected one of"),
+            "unknown field `http://<redacted>@proxy:3128`, expected one of"
+        );
+        assert_eq!(
+            redact("invalid duration \"sk_live_abc123\": nope"),
+            "invalid duration \"<redacted>\": nope"
+        );
+        assert_eq!(
+            redact("unknown field `eyJhbGciOi.x.y`"),
+            "unknown field `<redacted>`"
+        );
+        assert_eq!(
+            redact("url https://clerk.com/v1 ok"),
+            "url https://clerk.com/v1 ok"
+        );
     }
 
     #[test]

@@ -154,9 +154,10 @@ fn secret_key(ctx: &Cx, raw: &RawClerk) -> Result<Option<Secret>, ConfigError> {
         }
         (Some(s), None) => Some(Secret::new(s)),
         (None, Some(path)) => {
-            let content = std::fs::read_to_string(&path)
-                .map_err(|e| ctx.whole(format!("clerk.secret_key_file {path}: {e}")))?;
-            Some(Secret::new(content.trim()))
+            // A secret key is about 50 bytes; anything over 4 KiB is not one.
+            let content = crate::files::read_limited(std::path::Path::new(&path), 4096)
+                .map_err(|e| ctx.whole(format!("clerk.secret_key_file: {e}")))?;
+            Some(Secret::new(String::from_utf8_lossy(&content).trim()))
         }
         (None, None) => None,
     };

@@ -103,6 +103,17 @@ impl RawGlobal {
                 .filter(|t| !t.0.is_empty())
                 .map(|t| PathBuf::from(&t.0)),
         };
+        for (key, file) in [
+            ("global.trust_store_file", &global.trust_store_file),
+            (
+                "global.reference_trust_store_file",
+                &global.reference_trust_store_file,
+            ),
+        ] {
+            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+                return Err(cx.whole(format!("{key}: {} is not a regular file", f.display())));
+            }
+        }
         Ok(global)
     }
 }

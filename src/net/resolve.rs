@@ -437,15 +437,10 @@ where
 /// 1 MiB (no real resolv.conf or hosts file) reads as empty rather than filling memory.
 async fn read_small(path: &Path) -> String {
     const CAP: u64 = 1 << 20;
-    let path = path.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut text = String::new();
-        let file = std::fs::File::open(&path).ok()?;
-        file.take(CAP + 1).read_to_string(&mut text).ok()?;
-        (text.len() as u64 <= CAP).then_some(text)
-    });
-    read.await.ok().flatten().unwrap_or_default()
+    crate::files::read_limited_async(path, CAP)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

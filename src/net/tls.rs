@@ -31,9 +31,15 @@ pub struct TrustStore {
     fingerprint: u64,
 }
 
+/// The most a trust store or CA file may hold (a full Mozilla bundle is about 220 KB).
+const MAX_PEM_FILE: u64 = 16 << 20;
+
 fn load_pem_file(path: &Path) -> Vec<CertificateDer<'static>> {
-    match CertificateDer::pem_file_iter(path) {
-        Ok(iter) => iter.filter_map(Result::ok).collect(),
+    match crate::files::read_limited(path, MAX_PEM_FILE) {
+        Ok(bytes) => CertificateDer::pem_slice_iter(&bytes)
+            .filter_map(Result::ok)
+            .map(|c| c.into_owned())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

@@ -322,12 +322,9 @@ impl Jwks {
         let pinned_missing = match &self.spec.pinned_file {
             None => None,
             Some(path) => {
-                let text = tokio::fs::read(path).await.map_err(|e| {
-                    Failure::new(
-                        Reason::BodyInvalid,
-                        format!("pinned file {}: {e}", path.display()),
-                    )
-                })?;
+                let text = crate::files::read_limited_async(path, 1 << 20)
+                    .await
+                    .map_err(|e| Failure::new(Reason::BodyInvalid, format!("pinned file {e}")))?;
                 let pinned =
                     jwk::load_pinned(&text).map_err(|e| Failure::new(Reason::BodyInvalid, e))?;
                 Some(jwk::missing_from_pin(&keys, &pinned))
