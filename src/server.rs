@@ -58,7 +58,7 @@ async fn handle(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !server.auth.allows(authorization) {
+    if !server.auth.allows(authorization).await {
         return Ok(unauthorized());
     }
     Ok(route(&server, &req).await)

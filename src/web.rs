@@ -179,14 +179,33 @@ fn load_users(
 
 /// Checks `Authorization: Basic` headers. Verified credentials are remembered as a SHA-256
 /// of user, password and hash, so a scraper does not pay bcrypt's cost on every scrape.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Authenticator {
     users: BTreeMap<String, String>,
     /// A hash of a password nobody knows, at the users' cost: unknown users are checked
     /// against it so that a wrong user name takes as long as a wrong password.
     dummy: String,
     verified: Mutex<HashSet<Vec<u8>>>,
+    /// bcrypt runs on the blocking pool, at most this many at once: a flood of wrong
+    /// passwords can neither occupy the async workers (the probes' and scrapes') nor grow
+    /// the pool; beyond it a request is refused rather than queued.
+    slots: tokio::sync::Semaphore,
 }
+
+impl Default for Authenticator {
+    /// No users: every request is allowed.
+    fn default() -> Self {
+        Authenticator {
+            users: BTreeMap::new(),
+            dummy: String::new(),
+            verified: Mutex::new(HashSet::new()),
+            slots: tokio::sync::Semaphore::new(BCRYPT_SLOTS),
+        }
+    }
+}
+
+/// Concurrent bcrypt verifications (each takes tens to hundreds of milliseconds of CPU).
+const BCRYPT_SLOTS: usize = 2;
 
 impl Authenticator {
     pub fn new(users: BTreeMap<String, String>) -> Self {
@@ -206,6 +225,7 @@ impl Authenticator {
             users,
             dummy,
             verified: Mutex::new(HashSet::new()),
+            slots: tokio::sync::Semaphore::new(BCRYPT_SLOTS),
         }
     }
 
@@ -214,7 +234,7 @@ impl Authenticator {
     }
 
     /// Whether the header value grants access.
-    pub fn allows(&self, header: Option<&str>) -> bool {
+    pub async fn allows(&self, header: Option<&str>) -> bool {
         if !self.enabled() {
             return true;
         }
@@ -249,7 +269,16 @@ impl Authenticator {
             return true;
         }
         // bcrypt runs for unknown users too, so the time taken does not reveal user names.
-        let ok = bcrypt::verify(password, hash).unwrap_or(false) && known;
+        let Ok(_slot) = self.slots.try_acquire() else {
+            return false;
+        };
+        let (password, hash) = (password.to_string(), hash.to_string());
+        let verified = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        let ok = verified && known;
         if ok {
             let mut cache = lock(&self.verified);
             if cache.len() > 1024 {
@@ -265,8 +294,8 @@ impl Authenticator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn basic_auth() {
+    #[tokio::test]
+    async fn basic_auth() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let a = Authenticator::new(BTreeMap::from([("prom".to_string(), hash)]));
         let h = |u: &str, p: &str| {
@@ -275,11 +304,11 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
             )
         };
-        assert!(a.allows(Some(&h("prom", "s3cret"))));
-        assert!(a.allows(Some(&h("prom", "s3cret"))), "cached");
-        assert!(!a.allows(Some(&h("prom", "wrong"))));
-        assert!(!a.allows(Some(&h("nobody", "s3cret"))));
-        assert!(!a.allows(None));
-        assert!(!a.allows(Some("Bearer x")));
+        assert!(a.allows(Some(&h("prom", "s3cret"))).await);
+        assert!(a.allows(Some(&h("prom", "s3cret"))).await, "cached");
+        assert!(!a.allows(Some(&h("prom", "wrong"))).await);
+        assert!(!a.allows(Some(&h("nobody", "s3cret"))).await);
+        assert!(!a.allows(None).await);
+        assert!(!a.allows(Some("Bearer x")).await);
     }
 }

@@ -223,3 +223,77 @@ fn a_secret_in_the_wrong_place_is_not_echoed() {
         assert!(err.contains("<redacted>"), "{err}");
     }
 }
+
+/// Wrong passwords in a flood cannot slow authorised scrapes or the probes: bcrypt runs on
+/// the blocking pool, two at a time, and a request beyond that is refused, not queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_does_not_stall_scrapes() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("right-pw", 12).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  prom: {hash}\n")).unwrap();
+    let d = Daemon::start_with_args(
+        "global: {interval: 1s}\nprobes: []\n",
+        &[],
+        &["--web.config.file", web.to_str().unwrap()],
+    )
+    .await;
+    let basic = |p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("prom:{p}"))
+        )
+    };
+    let good = basic("right-pw");
+    // The first authorised scrape pays bcrypt once; later ones hit the verified cache.
+    let (status, _, _) = request(
+        d.addr(),
+        "GET",
+        "/metrics",
+        &[("Authorization", &good)],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let (addr, stop, bad) = (d.addr(), stop.clone(), basic("wrong"));
+        flood.push(tokio::spawn(async move {
+            let mut answered = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = request(addr, "GET", "/metrics", &[("Authorization", &bad)], None).await;
+                assert_eq!(r.map(|(s, _, _)| s).ok(), Some(401));
+                answered += 1;
+            }
+            answered
+        }));
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let (status, _, _) = request(
+            d.addr(),
+            "GET",
+            "/metrics",
+            &[("Authorization", &good)],
+            None,
+        )
+        .await
+        .unwrap();
+        worst = worst.max(started.elapsed());
+        assert_eq!(status, 200, "an authorised scrape during the flood");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut answered = 0;
+    for f in flood {
+        answered += f.await.unwrap();
+    }
+    println!(
+        "8 clients with a wrong password (cost 12): {answered} answered 401; slowest authorised scrape {worst:?}"
+    );
+    assert!(answered > 0);
+}
