@@ -232,14 +232,21 @@ pub fn expand_env(raw: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Str
     Ok(out)
 }
 
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let t = Option::<Text>::deserialize(d)?;
-    match t {
-        None => Ok(None),
-        Some(Text(s)) => humantime::parse_duration(s.trim())
-            .map(Some)
-            .map_err(|e| de::Error::custom(format!("invalid duration {s:?}: {e} (e.g. 30s, 1m)"))),
+/// A duration scalar such as `30s` or `1m`, for fields that need their own location.
+#[derive(Debug, Clone, Copy)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Text(s) = Text::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| de::Error::custom(format!("invalid duration {s:?}: {e} (e.g. 30s, 1m)")))
     }
+}
+
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Ok(Option::<Dur>::deserialize(d)?.map(|d| d.0))
 }
 
 /// A set of accepted HTTP status codes: single codes and inclusive ranges.

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::base::{ConfigError, Cx, Text, de_duration};
+use serde_saphyr::Spanned;
+
+use crate::config::base::{ConfigError, Cx, Dur, Text, de_duration};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawDiagnosis {
-    #[serde(default, deserialize_with = "de_duration")]
-    clock_skew_warning: Option<Duration>,
-    #[serde(default, deserialize_with = "de_duration")]
-    clock_skew_critical: Option<Duration>,
+    clock_skew_warning: Option<Spanned<Dur>>,
+    clock_skew_critical: Option<Spanned<Dur>>,
     #[serde(default, deserialize_with = "de_duration")]
     jwks_max_age: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -24,16 +24,14 @@ pub struct RawDiagnosis {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawGlobal {
-    #[serde(default, deserialize_with = "de_duration")]
-    interval: Option<Duration>,
-    #[serde(default, deserialize_with = "de_duration")]
-    timeout: Option<Duration>,
-    jitter: Option<f64>,
+    interval: Option<Spanned<Dur>>,
+    timeout: Option<Spanned<Dur>>,
+    jitter: Option<Spanned<f64>>,
     resolv_conf: Option<Text>,
     resolv_conf_port: Option<u16>,
     hosts_file: Option<Text>,
-    trust_store_file: Option<Text>,
-    reference_trust_store_file: Option<Text>,
+    trust_store_file: Option<Spanned<Text>>,
+    reference_trust_store_file: Option<Spanned<Text>>,
     body_limit_bytes: Option<u64>,
 }
 
@@ -64,17 +62,28 @@ pub struct GlobalSpec {
 impl RawGlobal {
     pub fn validate(&self, cx: &Cx) -> Result<GlobalSpec, ConfigError> {
         let g = self;
-        let interval = g.interval.unwrap_or(Duration::from_secs(30));
-        let timeout = g.timeout.unwrap_or(Duration::from_secs(10));
-        let jitter = g.jitter.unwrap_or(0.1);
-        if !(0.0..=0.5).contains(&jitter) {
-            return Err(cx.whole("global.jitter must be between 0 and 0.5"));
+        let interval = g
+            .interval
+            .as_ref()
+            .map_or(Duration::from_secs(30), |s| s.value.0);
+        let timeout = g
+            .timeout
+            .as_ref()
+            .map_or(Duration::from_secs(10), |s| s.value.0);
+        let jitter = g.jitter.as_ref().map_or(0.1, |s| s.value);
+        // Each check points at the value the operator wrote; defaults always pass.
+        if let Some(s) = g.jitter.as_ref().filter(|_| !(0.0..=0.5).contains(&jitter)) {
+            return Err(cx.at(s, "global.jitter must be between 0 and 0.5"));
         }
-        if interval < Duration::from_millis(100) {
-            return Err(cx.whole("global.interval must be at least 100ms"));
+        if let Some(s) = g
+            .interval
+            .as_ref()
+            .filter(|_| interval < Duration::from_millis(100))
+        {
+            return Err(cx.at(s, "global.interval must be at least 100ms"));
         }
-        if timeout.is_zero() {
-            return Err(cx.whole("global.timeout must be positive"));
+        if let Some(s) = g.timeout.as_ref().filter(|_| timeout.is_zero()) {
+            return Err(cx.at(s, "global.timeout must be positive"));
         }
         let global = GlobalSpec {
             interval,
@@ -91,27 +100,19 @@ impl RawGlobal {
                 .as_ref()
                 .map(|t| PathBuf::from(&t.0))
                 .unwrap_or_else(|| PathBuf::from("/etc/hosts")),
-            trust_store_file: g
-                .trust_store_file
-                .as_ref()
-                .filter(|t| !t.0.is_empty())
-                .map(|t| PathBuf::from(&t.0)),
+            trust_store_file: path_of(&g.trust_store_file),
             body_limit: g.body_limit_bytes.unwrap_or(1 << 20),
-            reference_trust_store_file: g
-                .reference_trust_store_file
-                .as_ref()
-                .filter(|t| !t.0.is_empty())
-                .map(|t| PathBuf::from(&t.0)),
+            reference_trust_store_file: path_of(&g.reference_trust_store_file),
         };
-        for (key, file) in [
-            ("global.trust_store_file", &global.trust_store_file),
+        for (key, raw) in [
+            ("global.trust_store_file", &g.trust_store_file),
             (
                 "global.reference_trust_store_file",
-                &global.reference_trust_store_file,
+                &g.reference_trust_store_file,
             ),
         ] {
-            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
-                return Err(cx.whole(format!("{key}: {} is not a regular file", f.display())));
+            if let (Some(s), Some(f)) = (raw, path_of(raw).filter(|f| !f.is_file())) {
+                return Err(cx.at(s, format!("{key}: {} is not a regular file", f.display())));
             }
         }
         Ok(global)
@@ -122,18 +123,39 @@ impl RawDiagnosis {
     pub fn validate(&self, cx: &Cx) -> Result<DiagnosisSpec, ConfigError> {
         let d = self;
         let diagnosis = DiagnosisSpec {
-            clock_skew_warning: d.clock_skew_warning.unwrap_or(Duration::from_secs(2)),
-            clock_skew_critical: d.clock_skew_critical.unwrap_or(Duration::from_secs(5)),
+            clock_skew_warning: d
+                .clock_skew_warning
+                .as_ref()
+                .map_or(Duration::from_secs(2), |s| s.value.0),
+            clock_skew_critical: d
+                .clock_skew_critical
+                .as_ref()
+                .map_or(Duration::from_secs(5), |s| s.value.0),
             jwks_max_age: d.jwks_max_age.unwrap_or(Duration::from_secs(600)),
             cert_expiry_warning: d
                 .cert_expiry_warning
                 .unwrap_or(Duration::from_secs(14 * 86_400)),
         };
         if diagnosis.clock_skew_warning > diagnosis.clock_skew_critical {
-            return Err(
-                cx.whole("diagnosis.clock_skew_warning must not exceed clock_skew_critical")
-            );
+            let message = "diagnosis.clock_skew_warning must not exceed clock_skew_critical";
+            // At least one of the two was written, or the defaults would agree.
+            let written = d
+                .clock_skew_warning
+                .as_ref()
+                .or(d.clock_skew_critical.as_ref());
+            return Err(match written {
+                Some(s) => cx.at(s, message),
+                None => cx.whole(message),
+            });
         }
         Ok(diagnosis)
     }
+}
+
+/// An optional path field; empty means unset.
+fn path_of(raw: &Option<Spanned<Text>>) -> Option<PathBuf> {
+    raw.as_ref()
+        .map(|s| &s.value.0)
+        .filter(|t| !t.is_empty())
+        .map(PathBuf::from)
 }

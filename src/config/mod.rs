@@ -378,6 +378,34 @@ mod tests {
     }
 
     #[test]
+    fn global_and_diagnosis_errors_point_at_the_value() {
+        // These used to name only the file; an operator with a long config had to hunt.
+        let cases = [
+            (
+                "global:\n  interval: 10s\n  jitter: 0.9\n",
+                "f.yaml:3:11:",
+                "jitter",
+            ),
+            ("global:\n  interval: 10ms\n", "f.yaml:2:13:", "interval"),
+            ("global:\n  timeout: 0s\n", "f.yaml:2:12:", "timeout"),
+            (
+                "global:\n  trust_store_file: /nonexistent/ca.pem\n",
+                "f.yaml:2:21:",
+                "not a regular file",
+            ),
+            (
+                "diagnosis:\n  jwks_max_age: 1m\n  clock_skew_critical: 1s\n",
+                "f.yaml:3:24:",
+                "clock_skew_warning",
+            ),
+        ];
+        for (y, at, what) in cases {
+            let e = parse(y).unwrap_err();
+            assert!(e.starts_with(at) && e.contains(what), "{y:?} gave {e}");
+        }
+    }
+
+    #[test]
     fn module_lists_are_validated_as_on_probes() {
         // An empty list on a probe is an error; it used to give a module zero lookups that
         // "succeeded".
