@@ -299,18 +299,26 @@ pub async fn probe(
     };
     let module = query_param(query, "module").unwrap_or_else(|| "https_2xx".into());
     let debug = query_param(query, "debug").is_some_and(|v| v == "true");
-    let spec = match config.module_probe(&module, &target) {
+    let mut spec = match config.module_probe(&module, &target) {
         Ok(s) => s,
         Err(e) => return text(400, format!("{e}\n")),
     };
-    let host = spec.settings.host();
-    if !allow_any && !config.target_allowed(&host) {
-        return text(
-            403,
-            format!(
-                "target host {host:?} is not in probe_allowlist (an open prober is an SSRF hole; see --probe.allow-any-target)\n"
-            ),
-        );
+    if !allow_any {
+        let (host, port) = (spec.settings.host(), spec.settings.port());
+        match config.probe_allowlist.decide(&host, port) {
+            // Every connection of the run is decided again, addresses included.
+            Some(_) => spec.conn.guard = Some(config.probe_allowlist.clone()),
+            None => {
+                let port = port.map(|p| format!(" port {p}")).unwrap_or_default();
+                return text(
+                    403,
+                    format!(
+                        "target host {}{port} is not in probe_allowlist (an open prober is an SSRF hole; see --probe.allow-any-target)\n",
+                        crate::failure::quoted(&host)
+                    ),
+                );
+            }
+        }
     }
     let mut timeout = spec.timeout;
     // Any number a client sends (inf, 1e300, NaN) must not panic: only a finite positive
@@ -334,6 +342,16 @@ pub async fn probe(
     };
     let probe = Probe::new(spec, &deps);
     let (result, trace, took) = scheduler::execute(&probe, timeout).await;
+    if let (Some(_), Some(what)) = (&result.failure, &trace.refused) {
+        // The name was allowed but the run was led somewhere the allowlist does not cover.
+        return text(
+            403,
+            format!(
+                "target {} led to {what}, which probe_allowlist does not allow (loopback, link-local and private addresses must be listed; see README)\n",
+                crate::failure::quoted(&target)
+            ),
+        );
+    }
     let metrics = render(kind, &result, &trace, took, openmetrics && !debug);
     if debug {
         let log = debug_log(&target, &module, timeout, &result, &trace, took);

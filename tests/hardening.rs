@@ -1,13 +1,15 @@
 //! Hostile input through the running daemon: scrape headers that used to panic `/probe`,
 //! a JWKS with huge remote strings that must stay bounded in `/metrics`, the status page and
 //! messages, a health endpoint whose failing check sits past `max_checks`, and a CA
-//! certificate served as a leaf.
+//! certificate served as a leaf, and `/probe` requests whose allowed name leads to an address
+//! or port the allowlist does not cover.
 
 mod common;
 
 use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::dns::{Behavior, DnsServer};
 use common::http::{ResponseSpec, TestServer, request};
 use common::prom::{expect_value, find, reason_of};
 use common::tls::TestPki;
@@ -15,7 +17,7 @@ use common::tls::TestPki;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_timeout_headers_of_any_size_do_not_panic() {
     let server = TestServer::json(200, r#"{"status":"ok"}"#).await;
-    let yaml = "probe_allowlist: [127.0.0.1]\nmodules:\n  plain: {https: {}}\nprobes: []\n";
+    let yaml = "probe_allowlist: [\"127.0.0.1:*\"]\nmodules:\n  plain: {https: {}}\nprobes: []\n";
     let d = Daemon::start(yaml, &[]).await;
     let path = format!(
         "/probe?module=plain&target=http://127.0.0.1:{}/",
@@ -296,4 +298,91 @@ async fn a_flood_of_wrong_passwords_does_not_stall_scrapes() {
         "8 clients with a wrong password (cost 12): {answered} answered 401; slowest authorised scrape {worst:?}"
     );
     assert!(answered > 0);
+}
+
+/// An allowed name that resolves to loopback (here standing for 169.254.169.254 and every
+/// other address no name may lead to), a port nobody listed, or an OIDC `jwks_uri` pointing
+/// elsewhere: each refused with 403 before a connection is made, while listed addresses work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_names_cannot_lead_to_unlisted_addresses_or_ports() {
+    use std::net::Ipv4Addr;
+    let inner = TestServer::json(200, r#"{"ok":true}"#).await;
+    let unlisted = TestServer::json(200, r#"{"ok":true}"#).await;
+    let jwks_port = TestServer::json(200, r#"{"keys":[]}"#).await;
+    let discovery_body = format!(
+        r#"{{"issuer":"x","jwks_uri":"http://127.0.0.1:{}/jwks"}}"#,
+        jwks_port.port()
+    );
+    let discovery = TestServer::json(200, discovery_body).await;
+    let dns = DnsServer::with_zone([
+        ("metadata.corp.test", Behavior::a([Ipv4Addr::LOCALHOST])),
+        ("db.internal.test", Behavior::a([Ipv4Addr::LOCALHOST])),
+    ])
+    .await;
+    let yaml = format!(
+        r#"
+probe_allowlist: ["*.corp.test:*", "db.internal.test", "127.0.0.1:{inner}", "127.0.0.1:{disc}"]
+modules:
+  web: {{https: {{}}, connection: {{resolver: "{dns}"}}}}
+  port: {{tcp: {{resolver: "{dns}"}}}}
+  oidc: {{jwks: {{source: oidc}}}}
+probes: []
+"#,
+        inner = inner.port(),
+        disc = discovery.port(),
+        dns = dns.addr(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let probe = |module: &str, target: String| format!("/probe?module={module}&target={target}");
+
+    // The wildcard allows the name on any port, but not the loopback address it resolves to.
+    let (status, _, body) = d
+        .get(&probe(
+            "web",
+            format!("http://metadata.corp.test:{}/", unlisted.port()),
+        ))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("127.0.0.1"), "{body}");
+    let (status, _, body) = d
+        .get(&probe(
+            "port",
+            format!("metadata.corp.test:{}", unlisted.port()),
+        ))
+        .await;
+    assert_eq!(status, 403, "tcp: {body}");
+    assert_eq!(unlisted.connections(), 0, "a refused address was dialled");
+
+    // An exact name without a port allows 80 and 443 only.
+    let (status, _, body) = d
+        .get(&probe(
+            "web",
+            format!("http://db.internal.test:{}/", unlisted.port()),
+        ))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("port"), "{body}");
+    assert_eq!(unlisted.connections(), 0);
+
+    // The address and port listed together are allowed, by address.
+    let (status, _, body) = d
+        .get(&probe("web", format!("http://127.0.0.1:{}/", inner.port())))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(expect_value(&body, "probe_success", &[]), 1.0, "{body}");
+    assert_eq!(inner.connections(), 1);
+
+    // Discovery is allowed; the jwks_uri it names (same address, unlisted port) is not.
+    let (status, _, body) = d
+        .get(&probe(
+            "oidc",
+            format!(
+                "http://127.0.0.1:{}/.well-known/openid-configuration",
+                discovery.port()
+            ),
+        ))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(discovery.connections(), 1);
+    assert_eq!(jwks_port.connections(), 0, "the jwks_uri was fetched");
 }

@@ -226,7 +226,7 @@ async fn probe_endpoint_is_blackbox_compatible_and_guarded() {
     let yaml = format!(
         r#"
 global: {{interval: 10s}}
-probe_allowlist: [localhost]
+probe_allowlist: ["localhost:*", "127.0.0.1:{port}"]
 modules:
   https_2xx:
     https: {{}}
@@ -236,7 +236,8 @@ modules:
     https: {{}}
 probes: []
 "#,
-        ca = pki.ca_pem_path().display()
+        ca = pki.ca_pem_path().display(),
+        port = server.port()
     );
     let d = Daemon::start(&yaml, &[]).await;
     let target = format!("https://localhost:{}/", server.port());

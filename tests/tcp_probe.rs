@@ -42,7 +42,7 @@ async fn tcp_connects_and_names_what_failed() {
     let yaml = format!(
         r#"
 global: {{interval: 300ms, timeout: 1s, hosts_file: {hosts}}}
-probe_allowlist: [127.0.0.1]
+probe_allowlist: ["127.0.0.1:*"]
 modules:
   tcp_connect: {{tcp: {{}}}}
 probes:

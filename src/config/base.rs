@@ -310,18 +310,6 @@ impl Role {
     }
 }
 
-/// A DNS name: labels of letters, digits, '-' and '_'.
-pub fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-}
-
 impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         match s {

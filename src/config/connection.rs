@@ -254,6 +254,7 @@ impl RawConnection {
                 ca_file,
                 server_name: tls.server_name.map(|t| t.0).filter(|s| !s.is_empty()),
                 roots,
+                guard: None,
             },
             rule,
             roots_set: tls.roots.is_some(),

@@ -9,16 +9,16 @@ pub mod connection;
 pub mod global;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::net::allow::{Allowlist, Entry as AllowEntry};
 use crate::probe::kind::SectionCx;
 use crate::probe::{self, ProbeSpec, RawModule, RawProbe, Spec};
-use base::{ConfigError, Cx, Pos, Role, Text, is_hostname, yaml_error};
+use base::{ConfigError, Cx, Pos, Role, Text, yaml_error};
 use clerk::{Clerk, RawClerk};
 use connection::{ConnPlan, RawConnection, Sdk};
 use global::{DiagnosisSpec, GlobalSpec, RawDiagnosis, RawGlobal};
@@ -63,8 +63,8 @@ pub struct Config {
     pub diagnosis: DiagnosisSpec,
     /// `/probe` modules by name.
     pub modules: BTreeMap<String, ModuleSpec>,
-    /// Host patterns `/probe` may target: `host`, `*.domain`, or an IP address.
-    pub probe_allowlist: Vec<String>,
+    /// What `/probe` may target: names, `*.domain`, addresses and networks, with ports.
+    pub probe_allowlist: std::sync::Arc<Allowlist>,
 }
 
 /// What validating the entries of one file shares.
@@ -220,22 +220,14 @@ impl ModuleSpec {
     }
 }
 
-fn allowlist(cx: &Cx, raw: Option<Vec<Spanned<Text>>>) -> Result<Vec<String>, ConfigError> {
+fn allowlist(cx: &Cx, raw: Option<Vec<Spanned<Text>>>) -> Result<Allowlist, ConfigError> {
     raw.unwrap_or_default()
         .into_iter()
         .map(|p| {
-            let v = p.value.0.trim().to_ascii_lowercase();
-            let host = v.strip_prefix("*.").unwrap_or(&v);
-            if host.parse::<IpAddr>().is_ok() || is_hostname(host) {
-                Ok(v)
-            } else {
-                Err(cx.at(
-                    &p,
-                    format!("probe_allowlist: {v:?} is not a host name, *.domain or IP address"),
-                ))
-            }
+            AllowEntry::parse(&p.value.0).map_err(|e| cx.at(&p, format!("probe_allowlist: {e}")))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Allowlist)
 }
 
 impl Config {
@@ -306,7 +298,7 @@ impl Config {
         }
         Ok(Config {
             source: file.to_string(),
-            probe_allowlist: allowlist(&cx, raw.probe_allowlist)?,
+            probe_allowlist: std::sync::Arc::new(allowlist(&cx, raw.probe_allowlist)?),
             global,
             probes,
             diagnosis,
@@ -320,17 +312,6 @@ impl Config {
             .get(module)
             .ok_or_else(|| format!("unknown module {module:?}"))?
             .probe_for(target, self.global.interval)
-    }
-
-    /// Whether `/probe` may target `host` under the allowlist.
-    pub fn target_allowed(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.probe_allowlist
-            .iter()
-            .any(|p| match p.strip_prefix("*.") {
-                Some(domain) => host.ends_with(&format!(".{domain}")),
-                None => *p == host,
-            })
     }
 }
 

@@ -89,14 +89,16 @@ fn build_query(name: &str, rtype: RecordType) -> Result<(u16, Vec<u8>), DnsError
     Ok((id, bytes))
 }
 
-fn parse_reply(server: SocketAddr, buf: &[u8]) -> Result<Message, DnsError> {
+#[doc(hidden)]
+pub fn parse_reply(server: SocketAddr, buf: &[u8]) -> Result<Message, DnsError> {
     Message::from_vec(buf).map_err(|e| DnsError::Malformed {
         server,
         detail: e.to_string(),
     })
 }
 
-fn to_reply(msg: &Message) -> DnsReply {
+#[doc(hidden)]
+pub fn to_reply(msg: &Message) -> DnsReply {
     let addrs = msg
         .answers
         .iter()

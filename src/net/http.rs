@@ -20,6 +20,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::failure::Failure;
 use crate::failure::Reason;
+use crate::net::allow::{AddrGuard, Allowlist};
 use crate::net::resolve::{IpFamily, Resolver, ResolverSpec};
 use crate::net::target::{Target, split_host_port};
 use crate::net::tls::{self, RecordingVerifier, TrustCache};
@@ -73,6 +74,9 @@ pub struct ConnSpec {
     pub ca_file: Option<std::path::PathBuf>,
     pub server_name: Option<String>,
     pub roots: Roots,
+    /// The allowlist a `/probe` request's every connection is decided by; scheduled probes,
+    /// which the operator wrote, have none.
+    pub guard: Option<Arc<Allowlist>>,
 }
 
 /// Which roots a chain is verified against.
@@ -163,18 +167,28 @@ fn io_reason(e: &io::Error) -> Reason {
 }
 
 /// Connects to the first address that accepts, giving each a fair share of the time left
-/// so a black-holed IPv6 route does not eat the whole deadline.
+/// so a black-holed IPv6 route does not eat the whole deadline. Addresses the guard refuses
+/// are skipped, never dialled, and the trace says so.
 pub async fn connect_any(
     addrs: &[IpAddr],
     port: u16,
     deadline: Instant,
     trace: &Trace,
+    guard: Option<&AddrGuard>,
 ) -> Result<TcpStream, Failure> {
     let mut last = Failure::new(Reason::NetworkUnreachable, "no address to connect to");
     for (i, ip) in addrs.iter().enumerate() {
+        let sa = SocketAddr::new(*ip, port);
+        if guard.is_some_and(|g| !g.permits(*ip)) {
+            trace.update(|t| t.refused = Some(sa.to_string()));
+            last = Failure::new(
+                Reason::NetworkUnreachable,
+                format!("connect to {sa}: not allowed by probe_allowlist"),
+            );
+            continue;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
-        let sa = SocketAddr::new(*ip, port);
         match tokio::time::timeout(share, TcpStream::connect(sa)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
@@ -191,6 +205,31 @@ pub async fn connect_any(
         }
     }
     Err(last)
+}
+
+/// Decides one connection of a `/probe` run by its allowlist: the address checks to apply,
+/// or a failure the trace marks as refused. Runs without an allowlist connect anywhere.
+pub fn admit(
+    list: Option<&Allowlist>,
+    host: &str,
+    port: u16,
+    trace: &Trace,
+) -> Result<Option<AddrGuard>, Failure> {
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    match list.decide(host, Some(port)) {
+        Some(g) => Ok(Some(g)),
+        None => {
+            let what = format!("{}:{port}", crate::failure::bounded(host, 253));
+            let failure = Failure::new(
+                Reason::NetworkUnreachable,
+                format!("{what}: not allowed by probe_allowlist"),
+            );
+            trace.update(|t| t.refused = Some(what));
+            Err(failure)
+        }
+    }
 }
 
 /// Aborts the spawned connection driver when the exchange ends or is cut off.
@@ -233,7 +272,7 @@ impl HttpClient {
             )
         })?;
         trace.enter(Phase::Connect);
-        let mut stream = connect_any(&addrs, proxy.port, deadline, trace)
+        let mut stream = connect_any(&addrs, proxy.port, deadline, trace, None)
             .await
             .map_err(|f| {
                 Failure::new(Reason::ProxyConnectFailed, format!("proxy: {}", f.message))
@@ -360,10 +399,11 @@ impl HttpClient {
         let tcp = match via_proxy {
             Some(p) => self.connect_via_proxy(p, target, deadline, trace).await?,
             None => {
+                let admitted = admit(self.conn.guard.as_deref(), &target.host, target.port, trace)?;
                 trace.enter(Phase::Resolve);
                 let addrs = self.resolve(&target.host, deadline).await?;
                 trace.enter(Phase::Connect);
-                connect_any(&addrs, target.port, deadline, trace).await?
+                connect_any(&addrs, target.port, deadline, trace, admitted.as_ref()).await?
             }
         };
         // Plain HTTP through a proxy uses the absolute form of the request target.

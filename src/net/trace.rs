@@ -63,6 +63,8 @@ pub struct TraceData {
     pub body_bytes: Option<u64>,
     /// Local clock minus the server's `Date`, in seconds.
     pub clock_offset: Option<crate::net::http::ClockOffset>,
+    /// What the `/probe` allowlist kept the run from dialling: `host:port` or an address.
+    pub refused: Option<String>,
 }
 
 impl TraceData {

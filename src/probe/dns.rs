@@ -11,7 +11,8 @@ use serde_saphyr::Spanned;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::base::{ConfigError, Text, is_hostname};
+use crate::config::base::{ConfigError, Text};
+use crate::net::target::is_hostname;
 use crate::encode::{Encoder, Family, family, flag};
 use crate::failure::{DNS_REASONS, Failure, Reason};
 use crate::net::dns::rcode_name;

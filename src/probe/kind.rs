@@ -72,6 +72,11 @@ pub trait Kind: Sized + fmt::Debug + Send + Sync + 'static {
             .map(|t| t.host.clone())
             .unwrap_or_default()
     }
+    /// The port the probe connects to on that host, for the allowlist; `None` for a kind
+    /// that connects nowhere of a request's choosing.
+    fn port(spec: &Self::Spec) -> Option<u16> {
+        Self::target(spec).map(|t| t.port)
+    }
     /// The spec with a `/probe` request's target in place of the placeholder.
     fn retarget(spec: &Self::Spec, target: &str) -> Result<Self::Spec, String>;
     /// Links the spec to the other probes of the config once all are validated.
@@ -393,6 +398,13 @@ macro_rules! kinds {
             pub fn host(&self) -> String {
                 match self {
                     $(Spec::$V(s) => <$ty as Kind>::host(s),)+
+                }
+            }
+
+            /// The port the probe connects to, for the allowlist.
+            pub fn port(&self) -> Option<u16> {
+                match self {
+                    $(Spec::$V(s) => <$ty as Kind>::port(s),)+
                 }
             }
 

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::config::base::{ConfigError, Role, Text};
 use crate::failure::{DNS_REASONS, Reason};
-use crate::net::http::{ConnSpec, connect_any};
+use crate::net::http::{ConnSpec, admit, connect_any};
 use crate::net::resolve::{IpFamily, Resolver, ResolverSpec};
 use crate::net::target::{Target, split_host_port};
 use crate::net::trace::{Phase, Trace};
@@ -33,6 +33,7 @@ pub struct TcpSpec {
 pub struct Tcp {
     spec: TcpSpec,
     resolver: Resolver,
+    guard: Option<std::sync::Arc<crate::net::allow::Allowlist>>,
 }
 
 /// `host:port` or `[v6]:port`; the port is required (there is no default service).
@@ -103,6 +104,10 @@ impl Kind for Tcp {
         spec.host.clone()
     }
 
+    fn port(spec: &TcpSpec) -> Option<u16> {
+        Some(spec.port)
+    }
+
     fn retarget(spec: &TcpSpec, target: &str) -> Result<TcpSpec, String> {
         let (host, port) = address(target)?;
         Ok(TcpSpec {
@@ -112,9 +117,10 @@ impl Kind for Tcp {
         })
     }
 
-    fn new(spec: &TcpSpec, _conn: &ConnSpec, deps: &Deps) -> Self {
+    fn new(spec: &TcpSpec, conn: &ConnSpec, deps: &Deps) -> Self {
         Tcp {
             spec: spec.clone(),
+            guard: conn.guard.clone(),
             resolver: Resolver {
                 spec: spec.resolver.clone(),
                 files: deps.files.clone(),
@@ -124,6 +130,10 @@ impl Kind for Tcp {
 
     async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<()> {
         let (host, port) = (&self.spec.host, self.spec.port);
+        let admitted = match admit(self.guard.as_deref(), host, port, trace) {
+            Ok(a) => a,
+            Err(f) => return f.into(),
+        };
         trace.enter(Phase::Resolve);
         let addrs = match self
             .resolver
@@ -134,7 +144,7 @@ impl Kind for Tcp {
             Err(f) => return f.into(),
         };
         trace.enter(Phase::Connect);
-        let connected = connect_any(&addrs, port, deadline, trace).await;
+        let connected = connect_any(&addrs, port, deadline, trace, admitted.as_ref()).await;
         trace.leave();
         match connected {
             Ok(_) => Outcome::passed(),

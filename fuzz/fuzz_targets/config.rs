@@ -1,0 +1,28 @@
+//! Fuzzes the configuration file parser and validator (`Config::parse`) with arbitrary YAML.
+#![no_main]
+
+use authwatch::config::Config;
+use libfuzzer_sys::fuzz_target;
+
+// No proxy variables, so a run depends on the input alone. `${VAR}` in values still reads
+// the process environment, as the parser does in the daemon.
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fuzz_target!(|data: &[u8]| {
+    // `parse` takes text: the daemon reads the file with `read_to_string`, so invalid UTF-8
+    // never reaches it; a lossy copy still lets the mutator's byte flips count.
+    let text = String::from_utf8_lossy(data);
+    let Ok(config) = Config::parse(&text, "fuzz.yaml", &no_env) else {
+        return;
+    };
+    // What a validated snapshot is used for right after loading: `/probe` requests look up
+    // modules and the allowlist with targets an outsider chooses.
+    for target in ["clerk.com", "x.clerk.com.", "127.0.0.1", "not a name"] {
+        let _ = config.target_allowed(target);
+        for name in config.modules.keys() {
+            let _ = config.module_probe(name, target);
+        }
+    }
+});
