@@ -40,6 +40,8 @@ pub struct App {
     diagnosis_spec: Mutex<DiagnosisSpec>,
     diagnosis: Mutex<Diagnosis>,
     diagnosis_task: Mutex<Option<JoinHandle<()>>>,
+    /// What the web server's limits turned away, for `/metrics`.
+    pub web: crate::limits::WebCounters,
 }
 
 impl App {
@@ -56,6 +58,7 @@ impl App {
             diagnosis_spec: Mutex::new(config.diagnosis.clone()),
             diagnosis: Mutex::new(Diagnosis::default()),
             diagnosis_task: Mutex::new(None),
+            web: Default::default(),
         });
         app.apply(config);
         let weak = Arc::downgrade(&app);
@@ -208,6 +211,7 @@ impl App {
             reload_successful: reload.successful,
             reload_timestamp: reload.last_success,
             started_at: self.store.started_at,
+            web: &self.web,
             diagnosis: &diagnosis,
             diagnosis_spec: &spec,
         };

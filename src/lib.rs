@@ -16,6 +16,7 @@ pub mod failure;
 pub mod files;
 pub mod jwk;
 pub mod jwt;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod probe;

@@ -34,6 +34,13 @@ struct Cli {
     /// Let `/probe` target any host, not only those in probe_allowlist.
     #[arg(long = "probe.allow-any-target", global = true)]
     allow_any_target: bool,
+    /// Connections served at once; a full table closes its oldest idle connection for a new
+    /// one, and answers 503 when all are busy.
+    #[arg(long = "web.max-connections", global = true, default_value_t = authwatch::limits::Limits::defaults().0, value_name = "N")]
+    max_connections: usize,
+    /// `/probe` runs at once; beyond it a request gets 429.
+    #[arg(long = "probe.max-concurrent", global = true, default_value_t = authwatch::limits::Limits::defaults().1, value_name = "N")]
+    max_probe_runs: usize,
     /// Log level.
     #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
@@ -120,13 +127,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for gap in coverage_gaps(&config) {
         tracing::warn!(gap = %gap, "not watched");
     }
+    let fd_limit = authwatch::limits::raise_fd_limit();
+    let (limits, cut) =
+        authwatch::limits::Limits::plan(fd_limit, cli.max_connections, cli.max_probe_runs);
+    if let Some(cut) = cut {
+        tracing::warn!("{cut}");
+    }
+    tracing::info!(
+        fd_limit,
+        max_connections = limits.connections,
+        max_probe_runs = limits.probe_runs,
+        "limits"
+    );
     let app = App::start(&config, cli.config_file.clone());
-    let srv = Arc::new(Server {
-        app: app.clone(),
-        auth: Authenticator::new(web.users),
-        tls: web.tls.map(TlsAcceptor::from),
-        allow_any_target: cli.allow_any_target,
-    });
+    let srv = Arc::new(Server::new(
+        app.clone(),
+        Authenticator::new(web.users),
+        web.tls.map(TlsAcceptor::from),
+        cli.allow_any_target,
+        limits,
+    ));
     let serving = tokio::spawn(server::serve(listener, srv));
     let reloader = tokio::spawn(reload_on_hangup(app.clone()));
     shutdown_signal().await;
@@ -174,7 +194,10 @@ fn main() -> ExitCode {
     }
     init_logging(&cli.log_level, &cli.log_format);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Blocking work (bounded file reads, bcrypt two at a time) needs few threads; tokio's
+    // default of 512 would let a flood of requests spawn hundreds.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(32)
         .enable_all()
         .build()
     {

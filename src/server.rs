@@ -1,10 +1,13 @@
 //! The HTTP endpoints: `/metrics` (text format or OpenMetrics by negotiation), `/probe`,
 //! `/-/healthy`, `/-/ready`, `/-/reload`, the status page and its JSON, all behind the
-//! optional TLS and basic auth of `--web.config.file`.
+//! optional TLS and basic auth of `--web.config.file`, with bounded connections and `/probe`
+//! runs so that no client can take what the scheduled probes need.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,10 +17,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::limits::{Limits, WebCounters};
 use crate::web::Authenticator;
 
 /// Everything a request handler needs.
@@ -27,6 +32,132 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Lifts the `/probe` target allowlist (`--probe.allow-any-target`).
     pub allow_any_target: bool,
+    conns: Conns,
+    probe_runs: Arc<Semaphore>,
+    probe_limit: usize,
+}
+
+impl Server {
+    pub fn new(
+        app: Arc<App>,
+        auth: Authenticator,
+        tls: Option<TlsAcceptor>,
+        allow_any_target: bool,
+        limits: Limits,
+    ) -> Server {
+        Server {
+            app,
+            auth,
+            tls,
+            allow_any_target,
+            conns: Conns::new(limits.connections),
+            probe_runs: Arc::new(Semaphore::new(limits.probe_runs)),
+            probe_limit: limits.probe_runs,
+        }
+    }
+
+    fn counters(&self) -> &WebCounters {
+        &self.app.web
+    }
+}
+
+/// One accepted connection's place in the table.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Requests being answered on it; 0 means idle (between keep-alive requests, or before
+    /// the first).
+    busy: AtomicUsize,
+    evicted: AtomicBool,
+    evict: Notify,
+}
+
+/// Open connections, oldest first. A full table makes room by closing its oldest idle
+/// connection, so a client holding connections open cannot lock Prometheus out; when every
+/// connection is busy (or as many are still closing), a new one is answered 503.
+#[derive(Debug)]
+struct Conns {
+    max: usize,
+    inner: std::sync::Mutex<ConnTable>,
+}
+
+#[derive(Debug, Default)]
+struct ConnTable {
+    live: VecDeque<Arc<Slot>>,
+    /// Evicted connections not yet closed; at most `max`, so descriptors stay within 2 × max.
+    draining: usize,
+}
+
+impl Conns {
+    fn new(max: usize) -> Conns {
+        Conns {
+            max: max.max(1),
+            inner: std::sync::Mutex::new(ConnTable::default()),
+        }
+    }
+
+    /// A slot for a new connection, and whether an idle one was evicted for it; `None`
+    /// when there is no room.
+    fn admit(&self) -> Option<(Arc<Slot>, bool)> {
+        let mut t = crate::lock(&self.inner);
+        let mut evicted = false;
+        if t.live.len() >= self.max {
+            if t.draining >= self.max {
+                return None;
+            }
+            let idle = t
+                .live
+                .iter()
+                .position(|s| s.busy.load(Ordering::Acquire) == 0)?;
+            if let Some(old) = t.live.remove(idle) {
+                old.evicted.store(true, Ordering::Release);
+                old.evict.notify_one();
+                t.draining += 1;
+                evicted = true;
+            }
+        }
+        let slot = Arc::new(Slot::default());
+        t.live.push_back(slot.clone());
+        Some((slot, evicted))
+    }
+
+    fn release(&self, slot: &Arc<Slot>) {
+        let mut t = crate::lock(&self.inner);
+        if slot.evicted.load(Ordering::Acquire) {
+            t.draining = t.draining.saturating_sub(1);
+        } else if let Some(i) = t.live.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            t.live.remove(i);
+        }
+    }
+}
+
+/// Gives a slot back when its connection ends, however it ends.
+struct Held<'a> {
+    conns: &'a Conns,
+    counters: &'a WebCounters,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.conns.release(&self.slot);
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Marks a connection busy for one request, even when the request is cut off.
+struct Busy(Arc<Slot>);
+
+impl Busy {
+    fn new(slot: &Arc<Slot>) -> Busy {
+        slot.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(slot.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -119,6 +250,21 @@ fn reload(app: &App) -> Response<Full<Bytes>> {
 }
 
 async fn probe(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    // Each run holds outbound sockets and perhaps a blocking thread; beyond the limit a
+    // request is turned away at once rather than queued behind runs that may all hang.
+    let Ok(_run) = server.probe_runs.clone().try_acquire_owned() else {
+        WebCounters::bump(&server.counters().refused_probes);
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "too many concurrent /probe requests (limit {}; see --probe.max-concurrent)\n",
+                server.probe_limit
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
     let query = req.uri().query().unwrap_or("");
     let timeout = req
         .headers()
@@ -158,16 +304,42 @@ pub async fn bind(addr: &str, tls: bool) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-async fn serve_connection<S>(stream: S, server: Arc<Server>)
+async fn serve_connection<S>(stream: S, server: Arc<Server>, slot: Arc<Slot>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handle(server.clone(), req));
+    let for_requests = slot.clone();
+    let service = service_fn(move |req| {
+        let busy = Busy::new(&for_requests);
+        let server = server.clone();
+        async move {
+            let r = handle(server, req).await;
+            drop(busy);
+            r
+        }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(Duration::from_secs(120), conn).await;
+    let mut conn = std::pin::pin!(conn);
+    let work = async {
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = slot.evict.notified() => {
+                // Idle when chosen: close it now, or after the request it just began.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
+}
+
+/// Tells a client that arrived when every slot was taken, without waiting on it.
+fn turn_away(stream: &TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n";
+    let _ = stream.try_write(BUSY);
 }
 
 /// Serves connections until the task is dropped.
@@ -182,16 +354,33 @@ pub async fn serve(listener: TcpListener, server: Arc<Server>) {
                 continue;
             }
         };
+        let Some((slot, evicted)) = server.conns.admit() else {
+            WebCounters::bump(&server.counters().refused_connections);
+            // A TLS client would not understand a plain answer; it just sees the close.
+            if server.tls.is_none() {
+                turn_away(&stream);
+            }
+            continue;
+        };
+        if evicted {
+            WebCounters::bump(&server.counters().evicted_connections);
+        }
+        server.counters().open.fetch_add(1, Ordering::Relaxed);
         let server = server.clone();
         tokio::spawn(async move {
+            let _held = Held {
+                conns: &server.conns,
+                counters: server.counters(),
+                slot: slot.clone(),
+            };
             match server.tls.clone() {
-                None => serve_connection(stream, server).await,
+                None => serve_connection(stream, server.clone(), slot).await,
                 Some(acceptor) => {
                     // A client that never finishes its handshake must not hold a task forever.
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
                         .await
                     {
-                        Ok(Ok(tls)) => serve_connection(tls, server).await,
+                        Ok(Ok(tls)) => serve_connection(tls, server.clone(), slot).await,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake with a client failed")
                         }

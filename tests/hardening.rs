@@ -386,3 +386,168 @@ probes: []
     assert_eq!(discovery.connections(), 1);
     assert_eq!(jwks_port.connections(), 0, "the jwks_uri was fetched");
 }
+
+fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Runs of every scheduled probe, once all have passed their latest run.
+fn passing_runs(text: &str, probes: &[&str]) -> Option<Vec<f64>> {
+    probes
+        .iter()
+        .map(|p| {
+            let ok = common::prom::value(text, "authwatch_probe_success", &[("probe", p)])?;
+            let runs = common::prom::value(text, "authwatch_probe_runs_total", &[("probe", p)])?;
+            (ok == 1.0).then_some(runs)
+        })
+        .collect()
+}
+
+/// Under `LimitNOFILE=256`, a client holding twice that many idle connections, then a flood
+/// of `/probe` requests for a hung target: the scheduled probes keep passing and no network
+/// cause is named, `/metrics` is still served, and descriptors, threads and outbound
+/// connections stay within the limits the daemon logged at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn floods_of_connections_and_probes_leave_the_scheduled_probes_alone() {
+    // The client side needs more descriptors than the daemon gets.
+    let mut own = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    own.current = own.maximum;
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, own);
+
+    let api = TestServer::json(200, r#"{"status":"ok"}"#).await;
+    let hang = TestServer::hang().await;
+    let yaml = format!(
+        r#"
+global: {{interval: 400ms, timeout: 2s}}
+probe_allowlist: ["127.0.0.1:{hang}"]
+modules:
+  plain: {{https: {{}}, timeout: 4s}}
+probes:
+  - {{name: a, https: {{url: "http://127.0.0.1:{api}/a"}}}}
+  - {{name: b, https: {{url: "http://127.0.0.1:{api}/b"}}}}
+  - {{name: c, https: {{url: "http://127.0.0.1:{api}/c"}}}}
+"#,
+        hang = hang.port(),
+        api = api.port()
+    );
+    let probes = ["a", "b", "c"];
+    let d = Daemon::start_with_fd_limit(&yaml, &[], 256).await;
+    let pid = d.pid();
+    let limits = d
+        .log_records()
+        .into_iter()
+        .find(|r| r["fields"]["message"] == "limits")
+        .unwrap_or_else(|| panic!("no limits record: {}", d.logs()));
+    let max_runs = limits["fields"]["max_probe_runs"]
+        .as_u64()
+        .expect("max_probe_runs");
+    let max_conns = limits["fields"]["max_connections"]
+        .as_u64()
+        .expect("max_connections");
+    assert_eq!(limits["fields"]["fd_limit"].as_u64(), Some(256));
+    assert!(max_conns * 2 + max_runs * 3 <= 96, "{limits}");
+    let before = d
+        .wait_for(
+            |t| passing_runs(t, &probes).is_some(),
+            Duration::from_secs(10),
+        )
+        .await;
+    let runs_before = passing_runs(&before, &probes).expect("passing");
+
+    // 1. Twice the descriptor limit in idle connections, held.
+    let mut idle = Vec::new();
+    for _ in 0..512 {
+        if let Ok(s) = tokio::net::TcpStream::connect(d.addr()).await {
+            idle.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fds_under_idle = open_fds(pid);
+    let text = d.metrics().await;
+    let runs = passing_runs(&text, &probes)
+        .unwrap_or_else(|| panic!("a scheduled probe failed under idle connections:\n{text}"));
+    assert!(
+        runs.iter().zip(&runs_before).all(|(n, b)| n >= &(b + 2.0)),
+        "probes stalled: {runs_before:?} -> {runs:?}"
+    );
+    assert!(
+        expect_value(&text, "authwatch_web_evicted_connections_total", &[]) > 0.0,
+        "{text}"
+    );
+
+    // 2. Many concurrent /probe requests for a target that never answers.
+    let path = format!(
+        "/probe?module=plain&target=http://127.0.0.1:{}/",
+        hang.port()
+    );
+    let flood: Vec<_> = (0..300)
+        .map(|_| {
+            let (addr, path) = (d.addr(), path.clone());
+            tokio::spawn(async move {
+                request(addr, "GET", &path, &[], None)
+                    .await
+                    .map(|r| r.0)
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let threads = proc_status_field(pid, "Threads");
+    let fds_under_flood = open_fds(pid);
+    let during = d.metrics().await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for t in flood {
+        *statuses.entry(t.await.unwrap_or(0)).or_insert(0u32) += 1;
+    }
+    let after = d.metrics().await;
+    eprintln!(
+        "limits {limits}; fds idle {fds_under_idle}, flood {fds_under_flood}; threads {threads}; outbound to the hung target {}; statuses {statuses:?}",
+        hang.connections()
+    );
+    assert!(
+        hang.connections() <= max_runs,
+        "{} outbound connections for a limit of {max_runs}",
+        hang.connections()
+    );
+    assert!(statuses.get(&429).copied().unwrap_or(0) > 0, "{statuses:?}");
+    assert!(
+        statuses.get(&200).copied().unwrap_or(0) as u64 <= max_runs,
+        "{statuses:?}"
+    );
+    assert!(threads < 48, "{threads} threads");
+    assert!(fds_under_idle <= 256 && fds_under_flood <= 256);
+    assert!(
+        expect_value(
+            &after,
+            "authwatch_web_refused_total",
+            &[("limit", "probe_runs")]
+        ) > 0.0
+    );
+    for text in [&during, &after] {
+        let runs_now = passing_runs(text, &probes)
+            .unwrap_or_else(|| panic!("a scheduled probe failed under the flood:\n{text}"));
+        assert!(
+            runs_now.iter().zip(&runs).all(|(n, b)| n > b),
+            "probes stalled"
+        );
+        for cause in [
+            "egress_blocked",
+            "network_down",
+            "local_resources_exhausted",
+        ] {
+            let named = common::prom::value(text, "authwatch_diagnosis", &[("cause", cause)]);
+            assert_ne!(named, Some(1.0), "{cause} named under a flood:\n{text}");
+        }
+    }
+    drop(idle);
+    assert!(!d.logs().contains("panicked"));
+}

@@ -189,6 +189,27 @@ family!(
 );
 
 family!(
+    WEB_OPEN,
+    "authwatch_web_connections",
+    Gauge,
+    "Connections to authwatch's own web server open now."
+);
+
+family!(
+    WEB_REFUSED,
+    "authwatch_web_refused",
+    Counter,
+    "Requests turned away by a limit: connections (503, every slot busy) or probe_runs (429 on /probe)."
+);
+
+family!(
+    WEB_EVICTED,
+    "authwatch_web_evicted_connections",
+    Counter,
+    "Idle connections closed to make room for a new one at --web.max-connections."
+);
+
+family!(
     PROC_CPU,
     "process_cpu_seconds",
     Counter,
@@ -262,7 +283,15 @@ const PROCESS: &[&Family] = &[
     &PROC_MAX_FDS,
     &PROC_START,
 ];
-const DAEMON: &[&Family] = &[&TLS_STORE, &BUILD_INFO, &RELOAD_OK, &RELOAD_TS];
+const DAEMON: &[&Family] = &[
+    &TLS_STORE,
+    &BUILD_INFO,
+    &RELOAD_OK,
+    &RELOAD_TS,
+    &WEB_OPEN,
+    &WEB_REFUSED,
+    &WEB_EVICTED,
+];
 
 /// Every family authwatch exports, on `/metrics` and `/probe`, each declared once.
 pub fn catalogue() -> Vec<&'static Family> {
@@ -296,6 +325,7 @@ pub struct Globals<'a> {
     pub reload_successful: bool,
     pub reload_timestamp: SystemTime,
     pub started_at: SystemTime,
+    pub web: &'a crate::limits::WebCounters,
     pub diagnosis: &'a Diagnosis,
     pub diagnosis_spec: &'a DiagnosisSpec,
 }
@@ -512,6 +542,22 @@ fn render_daemon(e: &mut Encoder, g: &Globals) {
     e.sample(&RELOAD_OK, &[], flag(g.reload_successful));
     e.header(&RELOAD_TS);
     e.sample(&RELOAD_TS, &[], unix(g.reload_timestamp));
+    use crate::limits::WebCounters as W;
+    e.header(&WEB_OPEN);
+    e.sample(
+        &WEB_OPEN,
+        &[],
+        g.web.open.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    e.header(&WEB_REFUSED);
+    for (limit, n) in [
+        ("connections", W::get(&g.web.refused_connections)),
+        ("probe_runs", W::get(&g.web.refused_probes)),
+    ] {
+        e.sample(&WEB_REFUSED, &[("limit", limit)], n as f64);
+    }
+    e.header(&WEB_EVICTED);
+    e.sample(&WEB_EVICTED, &[], W::get(&g.web.evicted_connections) as f64);
     let ps = process::read(g.started_at);
     let values = [
         ps.cpu_seconds,

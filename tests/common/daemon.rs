@@ -122,6 +122,24 @@ impl Daemon {
         extra_env: &[(&str, &str)],
         extra_args: &[&str],
     ) -> Result<Self, String> {
+        Self::try_start_limited(config_yaml, extra_env, extra_args, None).await
+    }
+
+    /// Starts the daemon with its descriptor limit (soft and hard) set to `nofile`, as a
+    /// unit's `LimitNOFILE` would.
+    pub async fn start_with_fd_limit(config_yaml: &str, extra_args: &[&str], nofile: u64) -> Self {
+        match Self::try_start_limited(config_yaml, &[], extra_args, Some(nofile)).await {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn try_start_limited(
+        config_yaml: &str,
+        extra_env: &[(&str, &str)],
+        extra_args: &[&str],
+        nofile: Option<u64>,
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir for daemon config");
         let config_path = dir.path().join("authwatch.yml");
         std::fs::write(&config_path, config_yaml).expect("write config");
@@ -133,6 +151,20 @@ impl Daemon {
             .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt as _;
+            let lim = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches nothing of the parent's.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, lim)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
         let output = Arc::new(Mutex::new(Output::default()));
         spawn_reader(child.stderr.take().unwrap(), output.clone(), true);
