@@ -810,12 +810,14 @@ fn future_sizes(kit: &LabKit) -> Vec<(&'static str, usize)> {
     use authwatch::net::trace::Trace;
     use authwatch::probe::Spec;
     let spec = &kit.probe.spec;
-    let state = std::sync::Mutex::new(authwatch::probe::state::ProbeState::new(spec));
+    let state = std::sync::Mutex::new(std::sync::Arc::new(
+        authwatch::probe::state::ProbeState::new(spec),
+    ));
     let trace = Trace::default();
     let deadline = tokio::time::Instant::now();
     let mut out = vec![
         (
-            "scheduler::run_once (what each probe task holds)",
+            "scheduler::run_once (boxed per run; a sleeping task holds only its loop)",
             std::mem::size_of_val(&authwatch::scheduler::run_once(&kit.probe, &state)),
         ),
         (

@@ -123,7 +123,12 @@ impl App {
             .collect();
         let states = self.store.set_probes(&specs);
         let mut previous = std::mem::take(&mut running.tasks);
-        for ((spec, keep), state) in specs.into_iter().zip(states) {
+        let placed: Vec<(&str, std::time::Duration)> = specs
+            .iter()
+            .map(|(p, _)| (p.name.as_str(), p.interval))
+            .collect();
+        let slots = scheduler::slots(&placed, scheduler::host_seed());
+        for (((spec, keep), state), slot) in specs.into_iter().zip(states).zip(slots) {
             let name = spec.name.clone();
             let task = match previous.remove(&name) {
                 Some(task) if keep && global_same => task,
@@ -132,7 +137,7 @@ impl App {
                         t.abort();
                     }
                     let probe = Arc::new(Probe::new(spec, &deps));
-                    scheduler::spawn(probe, state, config.global.jitter)
+                    scheduler::spawn(probe, state, slot, config.global.jitter)
                 }
             };
             running.tasks.insert(name, task);

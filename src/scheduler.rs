@@ -1,5 +1,9 @@
-//! Runs each probe on its own task: its own interval with jitter, its own deadline, never two
+//! Runs each probe on its own task: its own slot in its interval, its own deadline, never two
 //! runs of one probe at once, and nothing one probe does can delay another or a scrape.
+//!
+//! Probes sharing an interval are spread evenly over it (ordered by a hash of their names, as
+//! Prometheus spreads scrape targets by a hash of each target), and each slot is anchored to
+//! the wall clock, so a reload or restart does not move or align them.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -13,10 +17,111 @@ use crate::net::trace::{Trace, TraceData};
 use crate::probe::state::ProbeState;
 use crate::probe::{Probe, RunResult};
 
-/// `base` scaled by a random factor in [1 - jitter, 1 + jitter].
-fn jittered(base: Duration, jitter: f64) -> Duration {
-    let f = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
-    base.mul_f64(f.max(0.0))
+/// Where in its interval a probe runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slot {
+    pub interval: Duration,
+    /// Offset of the runs from multiples of `interval` on the Unix clock.
+    pub phase: Duration,
+    /// The gap to the neighbouring probes' slots: the jitter is a part of it, so that random
+    /// shifts never bunch neighbours together.
+    pub spacing: Duration,
+    /// First runs of a probe whose interval is longer come within this window of start-up,
+    /// at the same relative place, so a fresh daemon is ready (and its dashboards full) soon.
+    pub start_window: Duration,
+}
+
+/// The start-up window: 200 first runs a second, but at least 5 s and at most 60 s.
+fn start_window(probes: usize) -> Duration {
+    Duration::from_secs_f64((probes as f64 / 200.0).clamp(5.0, 60.0))
+}
+
+fn name_hash(name: &str, seed: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same name gets the same place on every start.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut h);
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// One slot per `(name, interval)`, in the same order: within each interval, probes are ordered
+/// by a hash of their name and spaced evenly. `seed` turns the whole pattern (this host's
+/// name, so two vantages do not probe at the same instants).
+pub fn slots(probes: &[(&str, Duration)], seed: u64) -> Vec<Slot> {
+    let mut groups: std::collections::BTreeMap<Duration, Vec<(u64, usize)>> = Default::default();
+    for (i, (name, interval)) in probes.iter().enumerate() {
+        groups
+            .entry(*interval)
+            .or_default()
+            .push((name_hash(name, seed), i));
+    }
+    let turn = (seed % 10_000) as f64 / 10_000.0;
+    let window = start_window(probes.len());
+    let mut out = vec![
+        Slot {
+            interval: Duration::ZERO,
+            phase: Duration::ZERO,
+            spacing: Duration::ZERO,
+            start_window: window,
+        };
+        probes.len()
+    ];
+    for (interval, mut members) in groups {
+        members.sort_unstable();
+        let n = members.len() as f64;
+        for (rank, (_, i)) in members.into_iter().enumerate() {
+            let at = ((rank as f64 + 0.5) / n + turn).fract();
+            out[i] = Slot {
+                interval,
+                phase: interval.mul_f64(at),
+                spacing: interval.div_f64(n),
+                start_window: window,
+            };
+        }
+    }
+    out
+}
+
+/// A seed from this host's name, so each vantage has its own pattern.
+pub fn host_seed() -> u64 {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name_hash(host.trim(), 0)
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl Slot {
+    /// How long from `now` (on the Unix clock) until the slot's next run strictly after it.
+    fn until_next(&self, now: Duration) -> Duration {
+        let interval = self.interval.as_nanos().max(1);
+        let into = (now.as_nanos() + interval - self.phase.as_nanos() % interval) % interval;
+        Duration::from_nanos(u64::try_from(interval - into).unwrap_or(u64::MAX))
+    }
+
+    /// The wait before the first run: the next slot, or for intervals longer than the
+    /// start-up window the same place scaled into that window.
+    fn first_wait(&self, now: Duration) -> Duration {
+        let next = self.until_next(now);
+        if self.interval <= self.start_window {
+            return next;
+        }
+        let at = self.phase.as_secs_f64() / self.interval.as_secs_f64();
+        next.min(self.start_window.mul_f64(at))
+    }
+
+    /// A random shift within `±jitter` of the spacing, for one run.
+    fn shift(&self, jitter: f64) -> f64 {
+        self.spacing.as_secs_f64() * jitter * (fastrand::f64() * 2.0 - 1.0)
+    }
+}
+
+fn shifted(wait: Duration, by: f64) -> Duration {
+    Duration::from_secs_f64((wait.as_secs_f64() + by).max(0.0))
 }
 
 /// Runs the probe once within `timeout`: the result, the trace, and how long it took. A run
@@ -48,15 +153,15 @@ pub async fn execute(probe: &Probe, timeout: Duration) -> (RunResult, TraceData,
 }
 
 /// Runs the probe once within its deadline and folds the result into its state.
-pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
+pub async fn run_once(probe: &Probe, state: &Mutex<Arc<ProbeState>>) {
     let (result, data, duration) = execute(probe, probe.spec.timeout).await;
     let message = result.failure.as_ref().map(|f| f.message.clone());
     let failure = result.failure.as_ref().map(|f| f.reason);
-    let changed = lock(state).record(result, data, duration, SystemTime::now());
+    let changed = Arc::make_mut(&mut lock(state)).record(result, data, duration, SystemTime::now());
     if let Some(detour) = probe.detour(failure) {
         let (result, data, _) = execute(&detour, probe.spec.timeout).await;
         let resolver = detour.spec.conn.resolver.clone();
-        lock(state).record_detour(resolver, result, data, SystemTime::now());
+        Arc::make_mut(&mut lock(state)).record_detour(resolver, result, data, SystemTime::now());
     }
     if let Some(previous) = changed {
         let name = &probe.spec.name;
@@ -76,20 +181,79 @@ pub async fn run_once(probe: &Probe, state: &Mutex<ProbeState>) {
     }
 }
 
-/// Starts the probe's loop. The first run comes after a random part of the jitter window so
-/// that probes configured together do not fire together.
-pub fn spawn(probe: Arc<Probe>, state: Arc<Mutex<ProbeState>>, jitter: f64) -> JoinHandle<()> {
+/// Starts the probe's loop in its slot; a run that overruns its slot skips to the next one.
+pub fn spawn(
+    probe: Arc<Probe>,
+    state: Arc<Mutex<Arc<ProbeState>>>,
+    slot: Slot,
+    jitter: f64,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let interval = probe.spec.interval;
-        let first = interval
-            .mul_f64(jitter * fastrand::f64())
-            .min(Duration::from_secs(5));
-        tokio::time::sleep(first).await;
+        tokio::time::sleep(shifted(slot.first_wait(unix_now()), slot.shift(jitter))).await;
         loop {
-            let started = Instant::now();
-            run_once(&probe, &state).await;
-            let next = started + jittered(interval, jitter);
-            tokio::time::sleep_until(next.max(Instant::now())).await;
+            // Boxed so that a sleeping probe's task holds only this loop, not the run's
+            // state machine: thousands of idle probes then cost little memory.
+            Box::pin(run_once(&probe, &state)).await;
+            // At least half the spacing after this run, so a jittered run just before its
+            // slot does not run again at once.
+            let wait = slot.until_next(unix_now() + slot.spacing / 2) + slot.spacing / 2;
+            tokio::time::sleep(shifted(wait, slot.shift(jitter))).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_sharing_an_interval_are_spread_evenly() {
+        let names: Vec<String> = (0..1000).map(|i| format!("probe-{i}")).collect();
+        let probes: Vec<(&str, Duration)> = names
+            .iter()
+            .map(|n| (n.as_str(), Duration::from_secs(30)))
+            .collect();
+        let slots = slots(&probes, 42);
+        let mut per_second = [0u32; 30];
+        for s in &slots {
+            per_second[s.phase.as_secs() as usize] += 1;
+        }
+        let (lo, hi) = (per_second.iter().min(), per_second.iter().max());
+        assert!(lo >= Some(&33) && hi <= Some(&34), "{per_second:?}");
+        // Stable: the same names get the same slots again.
+        assert_eq!(slots, super::slots(&probes, 42));
+        assert!(slots.iter().all(|s| s.spacing == Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn the_next_run_is_in_the_slot() {
+        let slot = Slot {
+            interval: Duration::from_secs(30),
+            phase: Duration::from_secs(7),
+            spacing: Duration::from_secs(1),
+            start_window: Duration::from_secs(60),
+        };
+        assert_eq!(
+            slot.until_next(Duration::from_secs(600)),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            slot.until_next(Duration::from_secs(607)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            slot.until_next(Duration::from_secs(610)),
+            Duration::from_secs(27)
+        );
+        let long = Slot {
+            interval: Duration::from_secs(600),
+            phase: Duration::from_secs(300),
+            spacing: Duration::from_secs(1),
+            start_window: Duration::from_secs(60),
+        };
+        assert_eq!(
+            long.first_wait(Duration::from_secs(0)),
+            Duration::from_secs(30)
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! the same facts as JSON at `/api/v1/status`, both from one typed view of the state.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
@@ -182,7 +183,7 @@ impl CauseView {
 }
 
 impl StatusView {
-    pub fn new(probes: &[ProbeState], diagnosis: &Diagnosis, now: SystemTime) -> StatusView {
+    pub fn new(probes: &[Arc<ProbeState>], diagnosis: &Diagnosis, now: SystemTime) -> StatusView {
         StatusView {
             generated_at: ts(now),
             version: env!("CARGO_PKG_VERSION"),

@@ -24,7 +24,9 @@ pub struct ReloadStatus {
 /// Shared state of the daemon.
 #[derive(Debug)]
 pub struct Store {
-    probes: RwLock<BTreeMap<String, Arc<Mutex<ProbeState>>>>,
+    /// Each state is swapped whole on every run (copy-on-write), so a snapshot is a list of
+    /// `Arc`s rather than a deep copy of every probe.
+    probes: RwLock<BTreeMap<String, Arc<Mutex<Arc<ProbeState>>>>>,
     pub reload: Mutex<ReloadStatus>,
     pub started_at: SystemTime,
 }
@@ -50,7 +52,7 @@ impl Store {
 
     /// Makes the store hold exactly these probes. State of a probe whose settings are
     /// unchanged is kept; others start afresh, and removed probes disappear.
-    pub fn set_probes(&self, specs: &[(ProbeSpec, bool)]) -> Vec<Arc<Mutex<ProbeState>>> {
+    pub fn set_probes(&self, specs: &[(ProbeSpec, bool)]) -> Vec<Arc<Mutex<Arc<ProbeState>>>> {
         let mut map = match self.probes.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -60,7 +62,7 @@ impl Store {
         for (spec, keep) in specs {
             let slot = match map.remove(&spec.name) {
                 Some(existing) if *keep => existing,
-                _ => Arc::new(Mutex::new(ProbeState::new(spec))),
+                _ => Arc::new(Mutex::new(Arc::new(ProbeState::new(spec)))),
             };
             out.push(slot.clone());
             next.insert(spec.name.clone(), slot);
@@ -69,8 +71,8 @@ impl Store {
         out
     }
 
-    /// A consistent copy of every probe's state, in name order.
-    pub fn snapshot(&self) -> Vec<ProbeState> {
+    /// Every probe's latest state, in name order: shared, not copied.
+    pub fn snapshot(&self) -> Vec<Arc<ProbeState>> {
         let map = match self.probes.read() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -498,8 +498,16 @@ probes:
     }
     // Between runs the daemon holds its base descriptors; leave room for a scrape only, so
     // the probe's lookups run out (the limit is measured, not guessed, on any machine).
-    let base = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
-        .map(|d| d.count())
+    // The fewest seen over a second: a sample taken during a run, or while the scrape's
+    // connection is still closing, would count descriptors that come and go.
+    let base = (0..20)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+                .map(|d| d.count())
+                .unwrap_or(usize::MAX)
+        })
+        .min()
         .unwrap_or(0);
     let limit = format!("--nofile={}:{}", base + 2, base + 2);
     let lowered = std::process::Command::new("prlimit")

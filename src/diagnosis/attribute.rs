@@ -4,6 +4,7 @@
 //! fails while Clerk answers" rests on runs from the same window.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Cause, Evidence, Inputs};
@@ -48,7 +49,7 @@ const DNS_CAUSES: [Cause; 4] = [
 
 pub fn attribute(
     p: &ProbeState,
-    probes: &[ProbeState],
+    probes: &[Arc<ProbeState>],
     found: &BTreeMap<Cause, Vec<Evidence>>,
     inputs: &Inputs,
 ) -> Verdict {
@@ -88,7 +89,7 @@ pub fn detour(p: &ProbeState, inputs: &Inputs) -> Option<(Cause, String)> {
 fn clerk(
     p: &ProbeState,
     reason: Reason,
-    probes: &[ProbeState],
+    probes: &[Arc<ProbeState>],
     found: &BTreeMap<Cause, Vec<Evidence>>,
     inputs: &Inputs,
 ) -> Verdict {
@@ -148,7 +149,7 @@ fn clerk(
 fn sdk_disagreement(
     p: &ProbeState,
     reason: Reason,
-    probes: &[ProbeState],
+    probes: &[Arc<ProbeState>],
 ) -> Option<(Cause, String)> {
     let clerk_passing = |f: &dyn Fn(&ProbeState) -> bool| {
         probes
@@ -248,11 +249,12 @@ enum ClerkSide {
     Unknown,
 }
 
-fn clerk_side(api: &ProbeState, probes: &[ProbeState]) -> ClerkSide {
+fn clerk_side(api: &ProbeState, probes: &[Arc<ProbeState>]) -> ClerkSide {
     let began: Option<SystemTime> = api.failing_since;
     let clerk: Vec<&ProbeState> = probes
         .iter()
         .filter(|p| p.role() == Role::Clerk && p.ran())
+        .map(|p| &**p)
         .collect();
     if clerk.is_empty() {
         return ClerkSide::Unknown;
@@ -276,7 +278,7 @@ fn clerk_side(api: &ProbeState, probes: &[ProbeState]) -> ClerkSide {
 fn api(
     p: &ProbeState,
     reason: Reason,
-    probes: &[ProbeState],
+    probes: &[Arc<ProbeState>],
     found: &BTreeMap<Cause, Vec<Evidence>>,
     inputs: &Inputs,
 ) -> Verdict {

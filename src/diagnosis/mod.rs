@@ -15,6 +15,7 @@ mod rules;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use cause::Cause;
@@ -107,10 +108,10 @@ const NON_BLOCKING: [Cause; 3] = [
 ];
 
 /// The clock offset estimate furthest from zero that a Clerk probe measured in its latest run.
-pub fn worst_clock_offset(probes: &[ProbeState]) -> Option<f64> {
+pub fn worst_clock_offset(probes: &[Arc<ProbeState>]) -> Option<f64> {
     probes
         .iter()
-        .filter_map(ProbeState::clock_offset)
+        .filter_map(|p| p.clock_offset())
         .map(|o| o.estimate)
         .fold(None, |acc: Option<f64>, o| match acc {
             Some(a) if a.abs() >= o.abs() => Some(a),
@@ -128,7 +129,7 @@ pub fn coverage_of<'a>(probes: impl Iterator<Item = &'a ProbeSpec> + Clone) -> C
     }
 }
 
-fn coverage(probes: &[ProbeState]) -> Coverage {
+fn coverage(probes: &[Arc<ProbeState>]) -> Coverage {
     coverage_of(probes.iter().map(|p| p.spec.as_ref()))
 }
 
@@ -165,7 +166,7 @@ fn note(found: &mut BTreeMap<Cause, Vec<Evidence>>, cause: Cause, mut e: Evidenc
 }
 
 /// Pure: the same inputs always give the same verdict (`since` is left to the caller).
-pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
+pub fn diagnose(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Diagnosis {
     let mut found: BTreeMap<Cause, Vec<Evidence>> = BTreeMap::new();
     for (cause, rule) in rules::RULES {
         for e in rule(probes, inputs) {
@@ -217,7 +218,7 @@ pub fn diagnose(probes: &[ProbeState], inputs: &Inputs) -> Diagnosis {
     }
     rules::suppress_consequences(&mut found, probes);
     let causes: BTreeSet<Cause> = found.keys().copied().collect();
-    let ran_any = probes.iter().any(ProbeState::ran);
+    let ran_any = probes.iter().any(|p| p.ran());
     // A failing probe whose failure only a non-blocking cause explains (a system store the
     // API's SDK never reads) does not make auth unhealthy.
     let excused = |p: &ProbeState| {

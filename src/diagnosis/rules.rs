@@ -3,6 +3,7 @@
 //! evidence it rests on (empty: inactive).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Cause, Evidence, Inputs};
@@ -16,7 +17,7 @@ use crate::probe::dns::{Dns, DnsLookup, type_label};
 use crate::probe::jwks::{Jwks, group_agreement};
 use crate::probe::state::ProbeState;
 
-type Rule = fn(&[ProbeState], &Inputs) -> Vec<Evidence>;
+type Rule = fn(&[Arc<ProbeState>], &Inputs) -> Vec<Evidence>;
 
 /// The cross-probe rules and the cause each finds.
 pub const RULES: [(Cause, Rule); 10] = [
@@ -54,11 +55,11 @@ pub fn lookup_detail(l: &DnsLookup) -> String {
     )
 }
 
-fn clerk_dns(probes: &[ProbeState]) -> impl Iterator<Item = (&ProbeState, &Vec<DnsLookup>)> {
+fn clerk_dns(probes: &[Arc<ProbeState>]) -> impl Iterator<Item = (&ProbeState, &Vec<DnsLookup>)> {
     probes
         .iter()
         .filter(|p| p.role() == Role::Clerk)
-        .filter_map(|p| Some((p, p.details::<Dns>()?)))
+        .filter_map(|p| Some((&**p, p.details::<Dns>()?)))
 }
 
 /// The lookups of one name, each name once, in configured order.
@@ -74,10 +75,11 @@ fn by_name(lookups: &[DnsLookup]) -> Vec<(&str, Vec<&DnsLookup>)> {
 }
 
 /// Every Clerk probe that ran failed because nothing could be reached.
-fn network_down(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn network_down(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     let ran: Vec<&ProbeState> = probes
         .iter()
         .filter(|p| p.role() == Role::Clerk && p.ran())
+        .map(|p| &**p)
         .collect();
     let unreachable = |p: &&ProbeState| {
         matches!(
@@ -94,7 +96,7 @@ fn network_down(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 }
 
 /// Every resolver (at least two) stays silent for a Clerk name.
-fn dns_egress_blocked(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn dns_egress_blocked(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     let mut out = Vec::new();
     for (p, lookups) in clerk_dns(probes) {
         for (name, of_name) in by_name(lookups) {
@@ -115,7 +117,7 @@ fn dns_egress_blocked(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 }
 
 /// The system resolver fails for a Clerk name that another resolver answers.
-fn dns_resolver_broken(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn dns_resolver_broken(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     let mut out = Vec::new();
     for (p, lookups) in clerk_dns(probes) {
         for (name, of_name) in by_name(lookups) {
@@ -144,7 +146,7 @@ fn dns_resolver_broken(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 }
 
 /// Every resolver that answered says NXDOMAIN for a Clerk name.
-fn dns_name_missing(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn dns_name_missing(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     let mut out = Vec::new();
     for (p, lookups) in clerk_dns(probes) {
         for (name, of_name) in by_name(lookups) {
@@ -162,12 +164,13 @@ fn dns_name_missing(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 }
 
 /// Every direct Clerk HTTP probe that ran failed while connecting (so its name resolved).
-fn egress_blocked(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn egress_blocked(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     let direct: Vec<&ProbeState> = probes
         .iter()
         // Probes fetching as an SDK does are compared with the generic ones by attribution.
         .filter(|p| p.role() == Role::Clerk && p.kind().is_http() && !p.proxied() && p.ran())
         .filter(|p| p.spec.sdk.is_none())
+        .map(|p| &**p)
         .collect();
     let in_connect = |p: &&ProbeState| {
         p.trace().is_some_and(|t| t.current == Some(Phase::Connect))
@@ -196,7 +199,7 @@ fn egress_blocked(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 
 /// A Clerk server's clock is off from ours by more than the warning over the whole interval
 /// its `Date` allows (a slow answer widens the interval instead of faking skew).
-fn clock_skew(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
+fn clock_skew(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Vec<Evidence> {
     let skew = inputs.spec.clock_skew_warning.as_secs_f64();
     probes
         .iter()
@@ -213,7 +216,7 @@ fn clock_skew(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
         .collect()
 }
 
-fn jwks_stale(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
+fn jwks_stale(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Vec<Evidence> {
     let max_age = inputs.spec.jwks_max_age.as_secs_f64();
     probes
         .iter()
@@ -226,7 +229,7 @@ fn jwks_stale(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
 
 /// A pinned copy lacks a live key, grouped sources disagree, or the real token's kid is in
 /// none of the fetched key sets.
-fn jwks_key_mismatch(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn jwks_key_mismatch(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     let mut out = Vec::new();
     for p in probes {
         if let Some(n) = p
@@ -261,7 +264,7 @@ fn jwks_key_mismatch(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
 
 /// A presented certificate, still valid, expires within the warning (an expired one fails
 /// verification and is `cert_invalid`).
-fn cert_expiring(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
+fn cert_expiring(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Vec<Evidence> {
     let warn_before = inputs.spec.cert_expiry_warning.as_secs_f64();
     let now = unix(inputs.now);
     probes
@@ -283,7 +286,7 @@ fn cert_expiring(probes: &[ProbeState], inputs: &Inputs) -> Vec<Evidence> {
         .collect()
 }
 
-fn auth_fail_open(probes: &[ProbeState], _: &Inputs) -> Vec<Evidence> {
+fn auth_fail_open(probes: &[Arc<ProbeState>], _: &Inputs) -> Vec<Evidence> {
     probes
         .iter()
         .filter_map(|p| Some((p, p.details::<Auth>()?)))
@@ -309,7 +312,10 @@ fn unix(t: SystemTime) -> f64 {
 }
 
 /// A stale JWKS whose probe's failure another cause explains is that cause's consequence.
-pub fn suppress_consequences(found: &mut BTreeMap<Cause, Vec<Evidence>>, probes: &[ProbeState]) {
+pub fn suppress_consequences(
+    found: &mut BTreeMap<Cause, Vec<Evidence>>,
+    probes: &[Arc<ProbeState>],
+) {
     let explained: Vec<String> = found
         .iter()
         .filter(|(c, _)| **c != Cause::JwksStale)

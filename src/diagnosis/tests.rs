@@ -182,8 +182,10 @@ fn unix_now() -> i64 {
 
 fn judge(s: &[ProbeState], store: usize) -> Diagnosis {
     let spec = Config::parse(YAML, "t", &|_| None).unwrap().diagnosis;
+    let shared: Vec<std::sync::Arc<ProbeState>> =
+        s.iter().cloned().map(std::sync::Arc::new).collect();
     diagnose(
-        s,
+        &shared,
         &Inputs {
             spec: &spec,
             trust_store_certificates: store,

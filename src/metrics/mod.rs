@@ -6,6 +6,7 @@
 mod diagnosis;
 pub mod process;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::global::DiagnosisSpec;
@@ -334,7 +335,7 @@ pub struct Globals<'a> {
 fn per_probe(
     e: &mut Encoder,
     f: &Family,
-    probes: &[ProbeState],
+    probes: &[Arc<ProbeState>],
     mut each: impl FnMut(&mut Encoder, &ProbeState, [(&'static str, &str); 2]),
 ) {
     e.header(f);
@@ -345,7 +346,7 @@ fn per_probe(
 
 /// Renders every family. `now` is the scrape time.
 pub fn render(
-    probes: &[ProbeState],
+    probes: &[Arc<ProbeState>],
     g: &Globals,
     openmetrics: bool,
     now: SystemTime,
@@ -362,7 +363,7 @@ pub fn render(
 }
 
 /// What every probe's runs have been: success, reason, durations, counters, timestamps.
-fn render_runs(e: &mut Encoder, probes: &[ProbeState]) {
+fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
     per_probe(e, &PROBE_SUCCESS, probes, |e, p, l| {
         if p.ran() {
             e.sample(&PROBE_SUCCESS, &l, flag(p.passing()));
@@ -422,7 +423,7 @@ fn render_runs(e: &mut Encoder, probes: &[ProbeState]) {
 }
 
 /// The runs through an answering resolver while a probe's own resolver fails.
-fn render_detours(e: &mut Encoder, probes: &[ProbeState]) {
+fn render_detours(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
     per_probe(e, &PROBE_DETOUR_SUCCESS, probes, |e, p, [a, b]| {
         if let Some(d) = &p.detour {
             let r = d.resolver.label();
@@ -462,7 +463,7 @@ fn tls(p: &ProbeState) -> Option<&TlsInfo> {
 }
 
 /// What the latest HTTP exchange and TLS handshake of each probe showed.
-fn render_http(e: &mut Encoder, probes: &[ProbeState]) {
+fn render_http(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
     per_probe(e, &HTTP_STATUS, probes, |e, p, l| {
         if let Some(t) = http(p) {
             e.sample(

@@ -3,6 +3,7 @@
 //! copy, and keep what a verifier would have cached: the last good key set, its freshness
 //! and its rotations.
 
+use std::sync::Arc;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -172,7 +173,7 @@ fn unix(t: SystemTime) -> f64 {
 
 /// Whether the JWKS probes of each group (with at least two members that have fetched keys)
 /// publish the same kids.
-pub fn group_agreement(probes: &[ProbeState]) -> BTreeMap<String, bool> {
+pub fn group_agreement(probes: &[Arc<ProbeState>]) -> BTreeMap<String, bool> {
     agreement(
         probes
             .iter()

@@ -588,7 +588,7 @@ macro_rules! kinds {
         }
 
         /// Each kind's own metric block.
-        pub fn render_kinds(e: &mut Encoder, probes: &[ProbeState], now: SystemTime) {
+        pub fn render_kinds(e: &mut Encoder, probes: &[std::sync::Arc<ProbeState>], now: SystemTime) {
             $({
                 let views: Vec<View<'_, $ty>> = probes.iter().filter_map(|p| p.view::<$ty>()).collect();
                 <$ty as Kind>::render(e, &views, now);
