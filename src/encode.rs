@@ -183,6 +183,18 @@ macro_rules! family {
 }
 pub(crate) use family;
 
+/// `body` gzipped at the fastest level: a scrape's text shrinks about tenfold even so, and the
+/// CPU of a higher level would be paid on every scrape.
+pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    z.write_all(body).ok()?;
+    z.finish().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,12 +173,82 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     reply(status, "text/plain; charset=utf-8", body.to_string())
 }
 
-fn wants_openmetrics(req: &Request<Incoming>) -> bool {
+/// The weight a header gives to the entries `matches` accepts (the highest of them), from
+/// its comma-separated `value;q=weight` list; `None` when none is named. Accept and
+/// Accept-Encoding share this form (RFC 9110 §12.4.2).
+fn weight(
+    req: &Request<Incoming>,
+    name: header::HeaderName,
+    matches: impl Fn(&str) -> bool,
+) -> Option<f32> {
     req.headers()
-        .get_all(header::ACCEPT)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"))
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| {
+            let mut parts = entry.split(';').map(str::trim);
+            let value = parts.next()?.to_ascii_lowercase();
+            if !matches(&value) {
+                return None;
+            }
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some(q)
+        })
+        .reduce(f32::max)
+}
+
+/// OpenMetrics when the scraper asks for it with a weight above zero and above the text
+/// format's, as Prometheus's `Accept` does.
+fn wants_openmetrics(req: &Request<Incoming>) -> bool {
+    let om = weight(req, header::ACCEPT, |v| v == "application/openmetrics-text");
+    let text = weight(req, header::ACCEPT, |v| v == "text/plain");
+    om.is_some_and(|q| q > 0.0 && text.is_none_or(|t| q >= t))
+}
+
+/// Gzip when `Accept-Encoding` names it (or `*`) with a weight above zero.
+fn wants_gzip(req: &Request<Incoming>) -> bool {
+    let named = weight(req, header::ACCEPT_ENCODING, |v| v == "gzip");
+    let any = weight(req, header::ACCEPT_ENCODING, |v| v == "*");
+    named.or(any).is_some_and(|q| q > 0.0)
+}
+
+/// Renders `/metrics` on the blocking pool: at thousands of probes rendering and compressing
+/// take long enough that they must not hold up a runtime worker (and the probes on it).
+async fn metrics(app: Arc<App>, openmetrics: bool, gzip: bool) -> Response<Full<Bytes>> {
+    let rendered = tokio::task::spawn_blocking(move || {
+        let (body, content_type) = app.render_metrics(openmetrics);
+        let body = if gzip {
+            crate::encode::gzip(body.as_bytes()).map(Bytes::from)
+        } else {
+            Some(Bytes::from(body))
+        };
+        (body, content_type)
+    })
+    .await;
+    match rendered {
+        Ok((Some(body), content_type)) => {
+            let mut r = reply(StatusCode::OK, content_type, body);
+            if gzip {
+                r.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
+            }
+            r.headers_mut().insert(
+                header::VARY,
+                header::HeaderValue::from_static("Accept, Accept-Encoding"),
+            );
+            r
+        }
+        _ => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rendering metrics failed\n",
+        ),
+    }
 }
 
 async fn handle(
@@ -215,10 +285,7 @@ async fn route(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>
             reload(app)
         }
         (_, false) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
-        ("/metrics", true) => {
-            let (body, content_type) = app.render_metrics(wants_openmetrics(req));
-            reply(StatusCode::OK, content_type, body)
-        }
+        ("/metrics", true) => metrics(app.clone(), wants_openmetrics(req), wants_gzip(req)).await,
         ("/probe", true) => probe(server, req).await,
         ("/-/healthy", true) => text(StatusCode::OK, "Healthy.\n"),
         ("/-/ready", true) => ready(app),

@@ -328,3 +328,74 @@ probes: []
     let pd = expect_value(&body, "probe_duration_seconds", &[]);
     assert!((0.9..3.0).contains(&pd), "probe_duration_seconds {pd}");
 }
+
+/// One raw GET with the given headers; the head as text and the body as bytes, undecoded.
+async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+    (head, all[split + 4..].to_vec())
+}
+
+/// `/metrics` is gzipped when the scraper asks (as Prometheus does), never when it refuses
+/// with `q=0`, and OpenMetrics refused with `q=0` gets the text format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_gzipped_on_request_and_q0_is_honoured() {
+    use std::io::Read as _;
+    let server = TestServer::json(200, r#"{"ok":true}"#).await;
+    let yaml = format!(
+        "global: {{interval: 300ms}}\nprobes:\n  - {{name: h, https: {{url: \"http://127.0.0.1:{}/\"}}}}\n",
+        server.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    d.wait_for(
+        |t| value(t, "authwatch_probe_success", &[("probe", "h")]) == Some(1.0),
+        Duration::from_secs(10),
+    )
+    .await;
+    let prometheus_accept = "Accept: application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2\r\nAccept-Encoding: gzip\r\n";
+    let (head, body) = raw_get(d.addr(), "/metrics", prometheus_accept).await;
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .expect("valid gzip");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(
+        expect_value(&text, "authwatch_probe_success", &[("probe", "h")]),
+        1.0
+    );
+    assert!(
+        body.len() * 2 < text.len(),
+        "{} -> {}",
+        text.len(),
+        body.len()
+    );
+
+    for refused in [
+        "Accept-Encoding: gzip;q=0\r\n",
+        "Accept-Encoding: identity\r\n",
+        "",
+    ] {
+        let (head, body) = raw_get(d.addr(), "/metrics", refused).await;
+        assert!(!head.contains("content-encoding"), "{refused}: {head}");
+        assert!(String::from_utf8_lossy(&body).contains("authwatch_probe_success"));
+    }
+    let (head, body) = raw_get(
+        d.addr(),
+        "/metrics",
+        "Accept: application/openmetrics-text;q=0, text/plain\r\n",
+    )
+    .await;
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(!String::from_utf8_lossy(&body).contains("# EOF"));
+}

@@ -383,7 +383,7 @@ fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
             e.histogram(
                 &PROBE_DURATION,
                 &l,
-                DURATION_BUCKETS,
+                &DURATION_BUCKETS,
                 &h.counts,
                 h.sum,
                 h.count,
@@ -401,10 +401,15 @@ fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
     per_probe(e, &PROBE_RUNS, probes, |e, p, l| {
         e.sample(&PROBE_RUNS, &l, p.runs as f64)
     });
+    // Only reasons that occurred: a counter may appear when it first counts, and a healthy
+    // probe would otherwise carry one zero per reason its kind can fail with.
     per_probe(e, &PROBE_FAILURES, probes, |e, p, [a, b]| {
-        for r in p.kind().reasons() {
-            let n = p.failures.get(&r).copied().unwrap_or(0);
-            e.sample(&PROBE_FAILURES, &[a, b, ("reason", r.as_label())], n as f64);
+        for (r, n) in &p.failures {
+            e.sample(
+                &PROBE_FAILURES,
+                &[a, b, ("reason", r.as_label())],
+                *n as f64,
+            );
         }
     });
     per_probe(e, &PROBE_LAST_SUCCESS, probes, |e, p, l| {
