@@ -377,3 +377,74 @@ async fn proxy_from_environment_honours_no_proxy() {
         "NO_PROXY ignored: {targets:?}"
     );
 }
+
+/// Every run shares one TLS client config, yet each records the chain its own server sent:
+/// eight probes of the same CA at once, each server with a leaf of its own expiry, and one
+/// with an unknown issuer among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_sharing_a_tls_config_each_record_their_own_chain() {
+    let pki = TestPki::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut servers = Vec::new();
+    for i in 0..8i64 {
+        let leaf = pki.issue(&["localhost"], now - 3600, now + (10 + i) * 86_400);
+        let server =
+            TestServer::start_tls(&leaf, |_| ResponseSpec::text(200, "text/plain", "ok")).await;
+        servers.push((leaf, server));
+    }
+    let stranger = TestServer::start_tls(&pki.unknown_ca(&["localhost"]), |_| {
+        ResponseSpec::text(200, "text/plain", "ok")
+    })
+    .await;
+    let mut yaml = format!(
+        "global: {{interval: 200ms, trust_store_file: {}}}\nprobes:\n  - {{name: stranger, https: {{url: \"https://localhost:{}/\"}}}}\n",
+        pki.ca_pem_path().display(),
+        stranger.port()
+    );
+    for (i, (_, s)) in servers.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - {{name: p{i}, https: {{url: \"https://localhost:{}/\"}}}}\n",
+            s.port()
+        ));
+    }
+    let d = Daemon::start(&yaml, &[]).await;
+    // Several rounds, so runs overlap in every order.
+    let text = d
+        .wait_for(
+            |t| {
+                (0..8).all(|i| {
+                    value(
+                        t,
+                        "authwatch_probe_runs_total",
+                        &[("probe", &format!("p{i}"))],
+                    )
+                    .is_some_and(|n| n >= 5.0)
+                })
+            },
+            Duration::from_secs(15),
+        )
+        .await;
+    for (i, (leaf, _)) in servers.iter().enumerate() {
+        let p = format!("p{i}");
+        assert_eq!(
+            expect_value(&text, "authwatch_probe_success", &[("probe", &p)]),
+            1.0,
+            "{p}: {text}"
+        );
+        assert_eq!(
+            expect_value(
+                &text,
+                "authwatch_tls_cert_not_after_timestamp_seconds",
+                &[("probe", &p), ("cert", "leaf")]
+            ),
+            leaf.not_after as f64,
+            "{p} shows another run's certificate"
+        );
+    }
+    assert_eq!(
+        reason_of(&text, "stranger").as_deref(),
+        Some("tls_unknown_issuer")
+    );
+}

@@ -23,7 +23,7 @@ use crate::failure::Reason;
 use crate::net::allow::{AddrGuard, Allowlist};
 use crate::net::resolve::{IpFamily, Resolver, ResolverSpec};
 use crate::net::target::{Target, split_host_port};
-use crate::net::tls::{self, RecordingVerifier, TrustCache};
+use crate::net::tls::{self, Recorder, TrustCache};
 use crate::net::trace::{Phase, Trace};
 use crate::secret::Secret;
 
@@ -431,20 +431,13 @@ impl HttpClient {
         trace: &Trace,
     ) -> Result<TlsStream<TcpStream>, Failure> {
         trace.enter(Phase::Tls);
-        let (system, reference) = self.trust.verifiers(self.conn.ca_file.as_deref());
-        let primary = match self.conn.roots {
-            Roots::System => system,
-            Roots::Bundled => reference.clone(),
-        };
-        let recorder = Arc::new(RecordingVerifier::new(primary, reference));
-        let config = rustls::ClientConfig::builder_with_provider(tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Failure::new(Reason::TlsHandshake, format!("TLS setup: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(recorder.clone())
-            .with_no_client_auth();
-        let mut config = config;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = self
+            .trust
+            .client_config(
+                self.conn.ca_file.as_deref(),
+                self.conn.roots == Roots::Bundled,
+            )
+            .map_err(|e| Failure::new(Reason::TlsHandshake, format!("TLS setup: {e}")))?;
         let sni = self
             .conn
             .server_name
@@ -456,8 +449,9 @@ impl HttpClient {
                 format!("invalid TLS server name {sni:?}"),
             )
         })?;
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let handshake = connector.connect(server_name, tcp).await;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let recorder = Arc::new(Recorder::default());
+        let handshake = tls::recorded(recorder.clone(), connector.connect(server_name, tcp)).await;
         trace.update(|t| t.tls = recorder.info());
         let stream = handshake.map_err(|e| tls_failure(&recorder, &sni, &e))?;
         let version = stream.get_ref().1.protocol_version().map(tls::version_name);
@@ -570,7 +564,7 @@ impl HttpClient {
 
 /// Prefers the verifier's recorded rejection, which names the certificate problem, over the
 /// handshake's I/O error, which does not.
-fn tls_failure(recorder: &RecordingVerifier, sni: &str, e: &io::Error) -> Failure {
+fn tls_failure(recorder: &Recorder, sni: &str, e: &io::Error) -> Failure {
     if let Some(rejected) = recorder.rejection() {
         return Failure::new(
             tls::reason_for(&rejected),

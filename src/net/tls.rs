@@ -1,5 +1,6 @@
-//! TLS: the system trust store (whose emptiness is a failure mode to report), a verifier that
-//! records the presented chain and the verdict, and the mapping of TLS errors to reasons.
+//! TLS: the system trust store (whose emptiness is a failure mode to report), client configs
+//! shared by every run with a verifier that records each handshake's chain and verdict into
+//! that handshake's own recorder, and the mapping of TLS errors to reasons.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,9 +17,20 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 
 use crate::failure::Reason;
 
-/// The one crypto provider used everywhere.
+/// The one crypto provider used everywhere, built once. Its key exchange offers X25519 first,
+/// then P-256 and P-384, without the post-quantum hybrid rustls now puts first: that one
+/// costs an ML-KEM key generation on every ClientHello, and neither the Node nor the Python
+/// Clerk SDK on the OpenSSL 3.0 of today's images offers it either.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+            let mut p = default_provider();
+            p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+            Arc::new(p)
+        })
+        .clone()
 }
 
 /// A loaded set of trusted roots.
@@ -81,10 +93,17 @@ pub struct TrustCache {
     /// Verifiers per extra CA file, for the current store: probes with the same `ca_file`
     /// share one, instead of each holding its own copy of every root.
     verifiers: Mutex<VerifierCache>,
+    /// Client configs per extra CA file and root choice, for the current store.
+    configs: Mutex<ConfigCache>,
     /// The reference roots (the bundled Mozilla set unless configured), for telling "the image
     /// lacks CA certificates" from "someone intercepts TLS".
     pub reference: Arc<TrustStore>,
 }
+
+type ConfigCache = (
+    Option<Arc<TrustStore>>,
+    HashMap<(Option<PathBuf>, bool), Arc<rustls::ClientConfig>>,
+);
 
 #[derive(Debug)]
 struct Cached {
@@ -134,6 +153,7 @@ impl TrustCache {
             file,
             reference: Arc::new(reference),
             verifiers: Mutex::new((None, HashMap::new())),
+            configs: Mutex::new((None, HashMap::new())),
         }
     }
 
@@ -154,6 +174,38 @@ impl TrustCache {
                 )
             })
             .clone()
+    }
+
+    /// The client config for the current store plus `extra_ca`, verifying against the system
+    /// roots or the bundled ones: built once per store, CA file and choice, shared by every
+    /// run. Session resumption is off so each run does (and verifies) a full handshake, as
+    /// the API's first fetch does.
+    pub fn client_config(
+        &self,
+        extra_ca: Option<&Path>,
+        bundled: bool,
+    ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+        let (system, reference) = self.verifiers(extra_ca);
+        let store = self.get();
+        let mut cache = crate::lock(&self.configs);
+        if !cache.0.as_ref().is_some_and(|s| Arc::ptr_eq(s, &store)) {
+            *cache = (Some(store), HashMap::new());
+        }
+        let key = (extra_ca.map(Path::to_path_buf), bundled);
+        if let Some(c) = cache.1.get(&key) {
+            return Ok(c.clone());
+        }
+        let primary = if bundled { reference.clone() } else { system };
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RecordingVerifier::new(primary, reference)))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
+        let config = Arc::new(config);
+        cache.1.insert(key, config.clone());
+        Ok(config)
     }
 
     pub fn get(&self) -> Arc<TrustStore> {
@@ -214,13 +266,30 @@ struct Seen {
     reference_verified: Option<bool>,
 }
 
-/// Wraps the WebPKI verifier to record the chain the server presented and the verdict.
+/// Wraps the WebPKI verifier to record the chain the server presented and the verdict into
+/// the recorder of the handshake being verified. One verifier (and one client config) serves
+/// every run: rustls calls it while the handshake future is polled, inside that run's
+/// [`recorded`] scope.
 #[derive(Debug)]
 pub struct RecordingVerifier {
     inner: Option<Arc<WebPkiServerVerifier>>,
     reference: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
+}
+
+/// What one handshake's certificate verification saw.
+#[derive(Debug, Default)]
+pub struct Recorder {
     seen: Mutex<Seen>,
+}
+
+tokio::task_local! {
+    static RECORDER: Arc<Recorder>;
+}
+
+/// Runs a handshake with `recorder` receiving what its verification sees.
+pub async fn recorded<F: std::future::Future>(recorder: Arc<Recorder>, handshake: F) -> F::Output {
+    RECORDER.scope(recorder, handshake).await
 }
 
 impl RecordingVerifier {
@@ -232,10 +301,11 @@ impl RecordingVerifier {
             inner,
             reference,
             provider: provider(),
-            seen: Mutex::new(Seen::default()),
         }
     }
+}
 
+impl Recorder {
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         crate::lock(&self.seen)
     }
@@ -295,13 +365,16 @@ impl ServerCertVerifier for RecordingVerifier {
                     .is_ok()
             })
         });
-        let mut seen = self.lock();
-        seen.reference_verified = reference_verified;
-        seen.chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|c| c.clone().into_owned())
-            .collect();
-        seen.verdict = Some(verdict.clone());
+        // Outside a `recorded` scope nothing is kept; the verdict stands either way.
+        let _ = RECORDER.try_with(|r| {
+            let mut seen = r.lock();
+            seen.reference_verified = reference_verified;
+            seen.chain = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+            seen.verdict = Some(verdict.clone());
+        });
         verdict.map(|_| ServerCertVerified::assertion())
     }
 
