@@ -119,7 +119,7 @@ impl App {
         let specs: Vec<_> = config
             .probes
             .iter()
-            .map(|p| (p.clone(), unchanged(p)))
+            .map(|p| (Arc::new(p.clone()), unchanged(p)))
             .collect();
         let states = self.store.set_probes(&specs);
         let mut previous = std::mem::take(&mut running.tasks);

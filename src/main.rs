@@ -140,6 +140,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "limits"
     );
     let app = App::start(&config, cli.config_file.clone());
+    // The app keeps its own copy; at thousands of probes this one is megabytes.
+    drop(config);
     let srv = Arc::new(Server::new(
         app.clone(),
         Authenticator::new(web.users),

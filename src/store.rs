@@ -52,7 +52,7 @@ impl Store {
 
     /// Makes the store hold exactly these probes. State of a probe whose settings are
     /// unchanged is kept; others start afresh, and removed probes disappear.
-    pub fn set_probes(&self, specs: &[(ProbeSpec, bool)]) -> Vec<Arc<Mutex<Arc<ProbeState>>>> {
+    pub fn set_probes(&self, specs: &[(Arc<ProbeSpec>, bool)]) -> Vec<Arc<Mutex<Arc<ProbeState>>>> {
         let mut map = match self.probes.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -62,7 +62,7 @@ impl Store {
         for (spec, keep) in specs {
             let slot = match map.remove(&spec.name) {
                 Some(existing) if *keep => existing,
-                _ => Arc::new(Mutex::new(Arc::new(ProbeState::new(spec)))),
+                _ => Arc::new(Mutex::new(Arc::new(ProbeState::shared(spec.clone())))),
             };
             out.push(slot.clone());
             next.insert(spec.name.clone(), slot);

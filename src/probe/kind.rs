@@ -492,7 +492,9 @@ macro_rules! kinds {
         }
 
         impl Probe {
-            pub fn new(spec: ProbeSpec, deps: &Deps) -> Probe {
+            /// A runner for `spec`; pass an `Arc` to share the spec with the probe's state.
+            pub fn new(spec: impl Into<std::sync::Arc<ProbeSpec>>, deps: &Deps) -> Probe {
+                let spec: std::sync::Arc<ProbeSpec> = spec.into();
                 let imp = match &spec.settings {
                     $(Spec::$V(s) => Runner::$V(Box::new(<$ty as Kind>::new(s, &spec.conn, deps))),)+
                 };

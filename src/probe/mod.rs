@@ -89,7 +89,7 @@ fn exactly_one(what: &str, cx: &SectionCx<'_>, set: &[(KindId, bool)]) -> Result
 /// A configured probe, ready to run.
 #[derive(Debug)]
 pub struct Probe {
-    pub spec: ProbeSpec,
+    pub spec: std::sync::Arc<ProbeSpec>,
     imp: Runner,
     deps: Deps,
     /// The same probe through another resolver, built once per resolver (see `detour`).
@@ -117,7 +117,7 @@ impl Probe {
         if let Some(p) = cached.as_ref().filter(|p| p.spec.conn.resolver == resolver) {
             return Some(p.clone());
         }
-        let mut spec = self.spec.clone();
+        let mut spec = (*self.spec).clone();
         spec.conn.resolver = resolver;
         let probe = std::sync::Arc::new(Probe::new(spec, &self.deps));
         *cached = Some(probe.clone());

@@ -68,7 +68,8 @@ pub struct ProbeState {
     pub failing_since: Option<SystemTime>,
     /// The latest run through another resolver while the container's fails (cleared when the
     /// probe passes again).
-    pub detour: Option<Detour>,
+    /// Boxed: most probes never take a detour, and each would otherwise carry its room.
+    pub detour: Option<Box<Detour>>,
     pub kept: Kept,
 }
 
@@ -84,9 +85,14 @@ pub struct Detour {
 
 impl ProbeState {
     pub fn new(spec: &ProbeSpec) -> Self {
+        Self::shared(Arc::new(spec.clone()))
+    }
+
+    /// A fresh state sharing `spec` with the probe's runner.
+    pub fn shared(spec: Arc<ProbeSpec>) -> Self {
         ProbeState {
             kept: Kept::new(spec.kind()),
-            spec: Arc::new(spec.clone()),
+            spec,
             created_at: SystemTime::now(),
             runs: 0,
             failures: BTreeMap::new(),
@@ -187,13 +193,13 @@ impl ProbeState {
         if trace.tls.is_some() {
             self.last_tls = trace.tls.clone();
         }
-        self.detour = Some(Detour {
+        self.detour = Some(Box::new(Detour {
             resolver,
             failure: result.failure.as_ref().map(|f| f.reason),
             message: result.failure.map(|f| f.message).unwrap_or_default(),
             finished_at: now,
             trace,
-        });
+        }));
     }
 
     /// Folds a finished run into the state. Returns the previous failure state when it
