@@ -206,6 +206,14 @@ impl App {
 
     /// The `/metrics` body and its content type.
     pub fn render_metrics(&self, openmetrics: bool) -> (String, &'static str) {
+        let mut e = crate::encode::Encoder::new(openmetrics);
+        self.render_metrics_into(&mut e);
+        let ct = e.content_type();
+        (e.finish(), ct)
+    }
+
+    /// Renders `/metrics` into `e` (which may stream it out as it goes).
+    pub fn render_metrics_into(&self, e: &mut crate::encode::Encoder) {
         let probes = self.store.snapshot();
         let reload = *lock(&self.store.reload);
         let trust = lock(&self.trust).get();
@@ -220,7 +228,7 @@ impl App {
             diagnosis: &diagnosis,
             diagnosis_spec: &spec,
         };
-        metrics::render(&probes, &globals, openmetrics, SystemTime::now())
+        metrics::render_into(e, &probes, &globals, SystemTime::now())
     }
 
     /// The status, for `/api/v1/status` and the status page.

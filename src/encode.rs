@@ -22,11 +22,27 @@ pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Debug)]
 pub struct Encoder {
     out: String,
     openmetrics: bool,
+    /// Where full chunks go when streaming; `None` keeps everything in `out`.
+    sink: Option<Box<dyn std::io::Write + Send>>,
+    /// The sink failed (the scraper went away): the rest is not written.
+    dead: bool,
 }
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("openmetrics", &self.openmetrics)
+            .field("streaming", &self.sink.is_some())
+            .finish()
+    }
+}
+
+/// A streaming encoder hands its text on in chunks of about this size, so a scrape of
+/// thousands of probes never holds the whole text in memory.
+const CHUNK: usize = 128 * 1024;
 
 /// Formats a sample value the way both parsers accept.
 pub fn format_value(v: f64, out: &mut String) {
@@ -67,6 +83,27 @@ impl Encoder {
         Encoder {
             out: String::with_capacity(64 * 1024),
             openmetrics,
+            sink: None,
+            dead: false,
+        }
+    }
+
+    /// An encoder writing its text to `sink` as it goes; dropping the sink ends the stream.
+    pub fn streaming(openmetrics: bool, sink: Box<dyn std::io::Write + Send>) -> Self {
+        Encoder {
+            out: String::with_capacity(CHUNK + 4096),
+            openmetrics,
+            sink: Some(sink),
+            dead: false,
+        }
+    }
+
+    fn flush_chunk(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            if !self.dead && sink.write_all(self.out.as_bytes()).is_err() {
+                self.dead = true;
+            }
+            self.out.clear();
         }
     }
 
@@ -117,6 +154,9 @@ impl Encoder {
         self.out.push(' ');
         format_value(v, &mut self.out);
         self.out.push('\n');
+        if self.sink.is_some() && self.out.len() >= CHUNK {
+            self.flush_chunk();
+        }
     }
 
     /// One gauge or counter sample of `f`.
@@ -158,11 +198,18 @@ impl Encoder {
         self.line(f.name, "_count", labels, None, count as f64);
     }
 
+    /// The text, or when streaming what is left written to the sink (and an empty string).
     pub fn finish(mut self) -> String {
         if self.openmetrics {
             self.out.push_str("# EOF\n");
         }
-        self.out
+        if self.sink.is_some() {
+            self.flush_chunk();
+            if let Some(mut sink) = self.sink.take() {
+                let _ = sink.flush();
+            }
+        }
+        std::mem::take(&mut self.out)
     }
 }
 
@@ -183,18 +230,6 @@ macro_rules! family {
 }
 pub(crate) use family;
 
-/// `body` gzipped at the fastest level: a scrape's text shrinks about tenfold even so, and the
-/// CPU of a higher level would be paid on every scrape.
-pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Write as _;
-    let mut z = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 8),
-        flate2::Compression::fast(),
-    );
-    z.write_all(body).ok()?;
-    z.finish().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +239,41 @@ mod tests {
         help: "Runs.",
         ty: MetricType::Counter,
     };
+
+    /// Collects what a streaming encoder writes, in the chunks it wrote them.
+    #[derive(Clone, Default)]
+    struct Chunks(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl std::io::Write for Chunks {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            crate::lock(&self.0).push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streaming_writes_the_same_text_in_bounded_chunks() {
+        let write = |e: &mut Encoder| {
+            e.header(&C);
+            for i in 0..20_000 {
+                e.sample(&C, &[("probe", &format!("p{i}"))], i as f64);
+            }
+        };
+        let mut whole = Encoder::new(true);
+        write(&mut whole);
+        let whole = whole.finish();
+        let chunks = Chunks::default();
+        let mut streamed = Encoder::streaming(true, Box::new(chunks.clone()));
+        write(&mut streamed);
+        assert_eq!(streamed.finish(), "");
+        let got = crate::lock(&chunks.0).clone();
+        assert!(got.len() > 2, "{} chunks", got.len());
+        assert!(got.iter().all(|c| c.len() < CHUNK + 4096));
+        assert_eq!(got.concat(), whole.into_bytes());
+    }
 
     #[test]
     fn counters_are_spelt_per_format() {

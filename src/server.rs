@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,6 +34,8 @@ pub struct Server {
     pub allow_any_target: bool,
     conns: Conns,
     probe_runs: Arc<Semaphore>,
+    /// `/metrics` renders at once: each holds a blocking thread while its scraper reads.
+    renders: Arc<Semaphore>,
     probe_limit: usize,
 }
 
@@ -52,6 +54,7 @@ impl Server {
             allow_any_target,
             conns: Conns::new(limits.connections),
             probe_runs: Arc::new(Semaphore::new(limits.probe_runs)),
+            renders: Arc::new(Semaphore::new(4)),
             probe_limit: limits.probe_runs,
         }
     }
@@ -160,8 +163,11 @@ impl Drop for Busy {
     }
 }
 
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+/// Every answer's body: whole, or streamed (`/metrics`).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     if let Ok(v) = header::HeaderValue::from_str(content_type) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -169,7 +175,7 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: &str) -> Response<Body> {
     reply(status, "text/plain; charset=utf-8", body.to_string())
 }
 
@@ -216,45 +222,99 @@ fn wants_gzip(req: &Request<Incoming>) -> bool {
     named.or(any).is_some_and(|q| q > 0.0)
 }
 
-/// Renders `/metrics` on the blocking pool: at thousands of probes rendering and compressing
-/// take long enough that they must not hold up a runtime worker (and the probes on it).
-async fn metrics(app: Arc<App>, openmetrics: bool, gzip: bool) -> Response<Full<Bytes>> {
-    let rendered = tokio::task::spawn_blocking(move || {
-        let (body, content_type) = app.render_metrics(openmetrics);
-        let body = if gzip {
-            crate::encode::gzip(body.as_bytes()).map(Bytes::from)
-        } else {
-            Some(Bytes::from(body))
-        };
-        (body, content_type)
-    })
-    .await;
-    match rendered {
-        Ok((Some(body), content_type)) => {
-            let mut r = reply(StatusCode::OK, content_type, body);
-            if gzip {
-                r.headers_mut().insert(
-                    header::CONTENT_ENCODING,
-                    header::HeaderValue::from_static("gzip"),
-                );
-            }
-            r.headers_mut().insert(
-                header::VARY,
-                header::HeaderValue::from_static("Accept, Accept-Encoding"),
-            );
-            r
-        }
-        _ => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "rendering metrics failed\n",
-        ),
+/// A body fed by the renderer, chunk by chunk.
+struct Streamed(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
 
-async fn handle(
-    server: Arc<Server>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Hands rendered chunks to the connection from the blocking pool; a scraper that stops
+/// reading for `STALL` ends its scrape, so it cannot hold a thread.
+struct ToConnection {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    rt: tokio::runtime::Handle,
+}
+
+const STALL: Duration = Duration::from_secs(10);
+
+impl std::io::Write for ToConnection {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let send = tokio::time::timeout(STALL, self.tx.send(Bytes::copy_from_slice(b)));
+        match self.rt.block_on(send) {
+            Ok(Ok(())) => Ok(b.len()),
+            _ => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams `/metrics` from the blocking pool: at thousands of probes rendering and
+/// compressing take long enough that they must not hold up a runtime worker (and the probes
+/// on it), and the text is tens of megabytes that must never sit in memory whole. Gzip is at
+/// the fastest level: the text still shrinks several times, and a higher level's CPU would be
+/// paid on every scrape.
+async fn metrics(server: &Server, openmetrics: bool, gzip: bool) -> Response<Body> {
+    let Ok(permit) = tokio::time::timeout(STALL, server.renders.clone().acquire_owned()).await
+    else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes at once\n",
+        );
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let sink = ToConnection {
+        tx,
+        rt: tokio::runtime::Handle::current(),
+    };
+    let sink: Box<dyn std::io::Write + Send> = if gzip {
+        Box::new(flate2::write::GzEncoder::new(
+            sink,
+            flate2::Compression::fast(),
+        ))
+    } else {
+        Box::new(sink)
+    };
+    let mut e = crate::encode::Encoder::streaming(openmetrics, sink);
+    let content_type = e.content_type();
+    let app = server.app.clone();
+    // Dropping the encoder's sink at the end (gzip's trailer, then the channel) ends the body.
+    tokio::task::spawn_blocking(move || {
+        app.render_metrics_into(&mut e);
+        e.finish();
+        drop(permit);
+    });
+    let mut r = Response::new(Streamed(rx).boxed());
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    if gzip {
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+    }
+    r.headers_mut().insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    r
+}
+
+async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -265,7 +325,7 @@ async fn handle(
     Ok(route(&server, &req).await)
 }
 
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Response<Body> {
     let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -276,7 +336,7 @@ fn unauthorized() -> Response<Full<Bytes>> {
 
 /// Reload is the only endpoint that changes state, so it alone takes POST or PUT and every
 /// other endpoint only GET or HEAD.
-async fn route(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(server: &Server, req: &Request<Incoming>) -> Response<Body> {
     let app = &server.app;
     let path = req.uri().path();
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
@@ -285,7 +345,7 @@ async fn route(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>
             reload(app)
         }
         (_, false) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
-        ("/metrics", true) => metrics(app.clone(), wants_openmetrics(req), wants_gzip(req)).await,
+        ("/metrics", true) => metrics(server, wants_openmetrics(req), wants_gzip(req)).await,
         ("/probe", true) => probe(server, req).await,
         ("/-/healthy", true) => text(StatusCode::OK, "Healthy.\n"),
         ("/-/ready", true) => ready(app),
@@ -303,7 +363,7 @@ async fn route(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
-fn reload(app: &App) -> Response<Full<Bytes>> {
+fn reload(app: &App) -> Response<Body> {
     match app.reload() {
         Ok(n) => text(
             StatusCode::OK,
@@ -316,7 +376,7 @@ fn reload(app: &App) -> Response<Full<Bytes>> {
     }
 }
 
-async fn probe(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn probe(server: &Server, req: &Request<Incoming>) -> Response<Body> {
     // Each run holds outbound sockets and perhaps a blocking thread; beyond the limit a
     // request is turned away at once rather than queued behind runs that may all hang.
     let Ok(_run) = server.probe_runs.clone().try_acquire_owned() else {
@@ -352,7 +412,7 @@ async fn probe(server: &Server, req: &Request<Incoming>) -> Response<Full<Bytes>
     )
 }
 
-fn ready(app: &App) -> Response<Full<Bytes>> {
+fn ready(app: &App) -> Response<Body> {
     if app.store.all_ran() {
         text(StatusCode::OK, "Ready.\n")
     } else {

@@ -204,10 +204,13 @@ pub fn diagnose(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Diagnosis {
             ),
             attribute::Verdict::Consequence => {}
             attribute::Verdict::Wait => pending.push(p.name().to_string()),
-            attribute::Verdict::Contradiction(detail) => residue.push(Evidence {
-                probe: p.name().to_string(),
-                detail,
-            }),
+            // Bounded like every cause's evidence: the log line and labels carry them all.
+            attribute::Verdict::Contradiction(detail) if residue.len() < MAX_EVIDENCE => residue
+                .push(Evidence {
+                    probe: p.name().to_string(),
+                    detail,
+                }),
+            attribute::Verdict::Contradiction(_) => {}
         }
     }
     for p in probes.iter().filter(|p| p.role() == Role::Clerk) {

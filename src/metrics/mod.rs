@@ -352,14 +352,19 @@ pub fn render(
     now: SystemTime,
 ) -> (String, &'static str) {
     let mut e = Encoder::new(openmetrics);
-    render_runs(&mut e, probes);
-    render_detours(&mut e, probes);
-    render_http(&mut e, probes);
-    render_kinds(&mut e, probes, now);
-    diagnosis::render(&mut e, g);
-    render_daemon(&mut e, g);
+    render_into(&mut e, probes, g, now);
     let ct = e.content_type();
     (e.finish(), ct)
+}
+
+/// Renders every family into `e`, which may be streaming.
+pub fn render_into(e: &mut Encoder, probes: &[Arc<ProbeState>], g: &Globals, now: SystemTime) {
+    render_runs(e, probes);
+    render_detours(e, probes);
+    render_http(e, probes);
+    render_kinds(e, probes, now);
+    diagnosis::render(e, g);
+    render_daemon(e, g);
 }
 
 /// What every probe's runs have been: success, reason, durations, counters, timestamps.
