@@ -232,15 +232,6 @@ pub fn admit(
     }
 }
 
-/// Aborts the spawned connection driver when the exchange ends or is cut off.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl HttpClient {
     pub fn new(conn: ConnSpec, resolver: Resolver, trust: Arc<TrustCache>) -> Self {
         HttpClient {
@@ -480,18 +471,27 @@ impl HttpClient {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(proto)?;
-        let _driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = conn.await;
-        }));
         let request = self.build_request(target, uri, method, body, extra_headers)?;
-        let sent_at = SystemTime::now();
-        let response = sender.send_request(request).await.map_err(proto)?;
-        let received_at = SystemTime::now();
-        let status = response.status().as_u16();
-        trace.update(|t| t.status_code = Some(status));
-        trace.enter(Phase::Transfer);
-        let (parts, body) = response.into_parts();
-        let buf = self.read_body(body, target, trace).await?;
+        let work = async {
+            let sent_at = SystemTime::now();
+            let response = sender.send_request(request).await.map_err(proto)?;
+            let received_at = SystemTime::now();
+            let status = response.status().as_u16();
+            trace.update(|t| t.status_code = Some(status));
+            trace.enter(Phase::Transfer);
+            let (parts, body) = response.into_parts();
+            let buf = self.read_body(body, target, trace).await?;
+            Ok::<_, Failure>((sent_at, received_at, status, parts, buf))
+        };
+        // The connection is driven here, in the run's own task, rather than spawned: one
+        // exchange per connection needs no task of its own, nor the wake-ups across threads.
+        let mut conn = std::pin::pin!(conn);
+        let mut work = std::pin::pin!(work);
+        let (sent_at, received_at, status, parts, buf) = tokio::select! {
+            biased;
+            r = &mut work => r?,
+            _ = &mut conn => work.await?,
+        };
         trace.leave();
         trace.update(|t| t.body_bytes = Some(buf.len() as u64));
         let response = Response {
