@@ -225,6 +225,10 @@ impl App {
             reload_timestamp: reload.last_success,
             started_at: self.store.started_at,
             web: &self.web,
+            failure_zeros: lock(&self.running)
+                .config
+                .as_ref()
+                .is_none_or(|c| c.global.failure_zeros),
             diagnosis: &diagnosis,
             diagnosis_spec: &spec,
         };

@@ -422,3 +422,38 @@ async fn metrics_are_gzipped_on_request_and_q0_is_honoured() {
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     assert!(!String::from_utf8_lossy(&body).contains("# EOF"));
 }
+
+/// `failure_series: active` leaves out the zeros of the one-hot failure gauge: a healthy
+/// probe has none of its series, a failing one only the reason it fails with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_series_active_exports_only_the_reason_that_is_one() {
+    let server = TestServer::json(200, r#"{"ok":true}"#).await;
+    let yaml = format!(
+        "global: {{interval: 300ms, failure_series: active}}\nprobes:\n  - {{name: up, https: {{url: \"http://127.0.0.1:{}/\"}}}}\n  - {{name: down, https: {{url: \"http://127.0.0.1:1/\"}}}}\n",
+        server.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let text = d
+        .wait_for(
+            |t| {
+                value(t, "authwatch_probe_success", &[("probe", "down")]) == Some(0.0)
+                    && value(t, "authwatch_probe_success", &[("probe", "up")]) == Some(1.0)
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        find(&text, "authwatch_probe_failure", &[("probe", "up")]).is_empty(),
+        "{text}"
+    );
+    let down = find(&text, "authwatch_probe_failure", &[("probe", "down")]);
+    assert_eq!(down.len(), 1, "{text}");
+    assert_eq!(down[0].label("reason"), Some("connect_refused"));
+    assert_eq!(down[0].value, 1.0);
+    let (code, _, err) = common::daemon::check_config_yaml("global: {failure_series: some}\n");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(":1:") && err.contains("all or active"),
+        "{err}"
+    );
+}

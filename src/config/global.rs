@@ -33,6 +33,7 @@ pub struct RawGlobal {
     trust_store_file: Option<Spanned<Text>>,
     reference_trust_store_file: Option<Spanned<Text>>,
     body_limit_bytes: Option<u64>,
+    failure_series: Option<Spanned<Text>>,
 }
 
 /// Thresholds of the diagnosis.
@@ -57,6 +58,9 @@ pub struct GlobalSpec {
     /// Roots to tell "CA certificates missing" from "TLS intercepted"; `None`: the bundled
     /// Mozilla set.
     pub reference_trust_store_file: Option<PathBuf>,
+    /// `failure_series: all` (the default): the one-hot `authwatch_probe_failure` carries a
+    /// zero for every other reason of the kind; `active`: only the reason that is 1.
+    pub failure_zeros: bool,
 }
 
 impl RawGlobal {
@@ -85,7 +89,21 @@ impl RawGlobal {
         if let Some(s) = g.timeout.as_ref().filter(|_| timeout.is_zero()) {
             return Err(cx.at(s, "global.timeout must be positive"));
         }
+        let failure_zeros = match g.failure_series.as_ref().map(|s| s.value.0.as_str()) {
+            None | Some("all") => true,
+            Some("active") => false,
+            Some(_) => {
+                let at = g
+                    .failure_series
+                    .as_ref()
+                    .map(|s| cx.at(s, "global.failure_series must be all or active"));
+                return Err(
+                    at.unwrap_or_else(|| cx.whole("global.failure_series must be all or active"))
+                );
+            }
+        };
         let global = GlobalSpec {
+            failure_zeros,
             interval,
             timeout,
             jitter,

@@ -327,6 +327,8 @@ pub struct Globals<'a> {
     pub reload_timestamp: SystemTime,
     pub started_at: SystemTime,
     pub web: &'a crate::limits::WebCounters,
+    /// Zeros for the reasons a probe is not failing with (`global.failure_series: all`).
+    pub failure_zeros: bool,
     pub diagnosis: &'a Diagnosis,
     pub diagnosis_spec: &'a DiagnosisSpec,
 }
@@ -359,8 +361,8 @@ pub fn render(
 
 /// Renders every family into `e`, which may be streaming.
 pub fn render_into(e: &mut Encoder, probes: &[Arc<ProbeState>], g: &Globals, now: SystemTime) {
-    render_runs(e, probes);
-    render_detours(e, probes);
+    render_runs(e, probes, g.failure_zeros);
+    render_detours(e, probes, g.failure_zeros);
     render_http(e, probes);
     render_kinds(e, probes, now);
     diagnosis::render(e, g);
@@ -368,7 +370,7 @@ pub fn render_into(e: &mut Encoder, probes: &[Arc<ProbeState>], g: &Globals, now
 }
 
 /// What every probe's runs have been: success, reason, durations, counters, timestamps.
-fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
+fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>], zeros: bool) {
     per_probe(e, &PROBE_SUCCESS, probes, |e, p, l| {
         if p.ran() {
             e.sample(&PROBE_SUCCESS, &l, flag(p.passing()));
@@ -377,8 +379,10 @@ fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
     per_probe(e, &PROBE_FAILURE, probes, |e, p, [a, b]| {
         if p.ran() {
             for r in p.kind().reasons() {
-                let v = flag(p.failure() == Some(r));
-                e.sample(&PROBE_FAILURE, &[a, b, ("reason", r.as_label())], v);
+                let on = p.failure() == Some(r);
+                if on || zeros {
+                    e.sample(&PROBE_FAILURE, &[a, b, ("reason", r.as_label())], flag(on));
+                }
             }
         }
     });
@@ -433,7 +437,7 @@ fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
 }
 
 /// The runs through an answering resolver while a probe's own resolver fails.
-fn render_detours(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
+fn render_detours(e: &mut Encoder, probes: &[Arc<ProbeState>], zeros: bool) {
     per_probe(e, &PROBE_DETOUR_SUCCESS, probes, |e, p, [a, b]| {
         if let Some(d) = &p.detour {
             let r = d.resolver.label();
@@ -448,17 +452,17 @@ fn render_detours(e: &mut Encoder, probes: &[Arc<ProbeState>]) {
         if let Some(d) = &p.detour {
             let r = d.resolver.label();
             for reason in p.kind().reasons() {
+                let on = d.failure == Some(reason);
+                if !on && !zeros {
+                    continue;
+                }
                 let labels = [
                     a,
                     b,
                     ("resolver", r.as_str()),
                     ("reason", reason.as_label()),
                 ];
-                e.sample(
-                    &PROBE_DETOUR_FAILURE,
-                    &labels,
-                    flag(d.failure == Some(reason)),
-                );
+                e.sample(&PROBE_DETOUR_FAILURE, &labels, flag(on));
             }
         }
     });
