@@ -4,7 +4,7 @@
 # Uses bash's /dev/tcp, so the image needs nothing beyond debian:bookworm-slim (whose bash is
 # an Essential package): no curl, wget or busybox to install, patch and scan just to fetch one
 # URL. It sends one plain HTTP/1.0 `GET /-/healthy` to AUTHWATCH_HEALTHCHECK_ADDR (default
-# 127.0.0.1:9868, which must match --web.listen-address) and is healthy when authwatch answers:
+# 127.0.0.1:19868, which must match --web.listen-address) and is healthy when authwatch answers:
 #
 #   - 200: the default, without --web.config.file;
 #   - 401 with authwatch's `Basic realm="authwatch"`: basic auth is on, and this script holds no
@@ -16,7 +16,7 @@
 # Anything else (connection refused, no answer within 4 s, another reply) is unhealthy.
 set -u
 export LC_ALL=C
-addr="${AUTHWATCH_HEALTHCHECK_ADDR:-127.0.0.1:9868}"
+addr="${AUTHWATCH_HEALTHCHECK_ADDR:-127.0.0.1:19868}"
 host="${addr%:*}"
 port="${addr##*:}"
 if ! { exec 3<>"/dev/tcp/${host}/${port}"; } 2>/dev/null; then

@@ -146,7 +146,7 @@ def compose(runner: ConfigRunner) -> None:
             check("ports" not in svc, f"compose {name}: no ports with network_mode {mode}")
             netns_of[target] = name
             published = [str(p) for p in services[target].get("ports", [])]
-            check(any(p.endswith(":9868") for p in published), f"compose {target} publishes the sidecar's 9868")
+            check(any(p.endswith(":19868") for p in published), f"compose {target} publishes the sidecar's 19868")
         else:
             netns_of[name] = name
         args = svc.get("command", [])
@@ -184,7 +184,7 @@ def compose(runner: ConfigRunner) -> None:
                 host, port = t.rsplit(":", 1)
                 v = sc.get("labels", {}).get("vantage")
                 vantages.append(v)
-                check(host in netns_of and port == "9868", f"compose prometheus: target {t} is authwatch service {netns_of.get(host)}")
+                check(host in netns_of and port == "19868", f"compose prometheus: target {t} is authwatch service {netns_of.get(host)}")
                 check(bool(v), f"compose prometheus: target {t} has vantage={v}")
                 scraped.add(netns_of.get(host))
         check(len(set(vantages)) == len(vantages), f"compose prometheus: vantage labels are distinct {vantages}")

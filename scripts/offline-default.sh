@@ -13,10 +13,10 @@ ns="authwatch-offline-$$"
 ip netns add "$ns"
 trap 'ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns delete "$ns"' EXIT
 ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" "$bin" --web.listen-address 127.0.0.1:9868 >"target/offline-default.log" 2>&1 &
+ip netns exec "$ns" "$bin" --web.listen-address 127.0.0.1:19868 >"target/offline-default.log" 2>&1 &
 sleep "$seconds"
 # Scrape from inside the namespace with the daemon's own HTTP stack absent: bash /dev/tcp.
-ip netns exec "$ns" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9868; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' \
+ip netns exec "$ns" bash -c 'exec 3<>/dev/tcp/127.0.0.1/19868; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3' \
   | sed '1,/^\r$/d' >target/offline-default.metrics
 grep -E '^authwatch_(probe_success|probe_failure\{.*\} 1$|probe_duration_seconds_sum|auth_healthy|tls_trust_store_certificates)' \
   target/offline-default.metrics

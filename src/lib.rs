@@ -17,6 +17,7 @@ pub mod files;
 pub mod jwk;
 pub mod jwt;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod probe;

@@ -13,19 +13,39 @@ use authwatch::web::{Authenticator, WebConfig};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
-pub const DEFAULT_LISTEN: &str = ":9868";
+/// Outside the exporters' range 9100–9999, which the Prometheus default-port allocations page
+/// lists as full; neither that page nor IANA's registry (`/etc/services`) names 19868.
+pub const DEFAULT_LISTEN: &str = ":19868";
+
+/// `--version` as every Prometheus component prints it.
+fn version_block() -> String {
+    format!(
+        "authwatch, version {} (branch: {}, revision: {})\n  build user:       {}\n  build date:       {}\n  rustc version:    {}\n  platform:         {}/{}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("AUTHWATCH_BRANCH"),
+        env!("AUTHWATCH_REVISION"),
+        env!("AUTHWATCH_BUILD_USER"),
+        env!("AUTHWATCH_BUILD_DATE"),
+        env!("AUTHWATCH_RUSTC_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "authwatch",
-    version,
+    disable_version_flag = true,
     about = "Probes what Clerk authentication depends on and exports Prometheus metrics."
 )]
 struct Cli {
+    /// Print version information and exit.
+    #[arg(long, global = true)]
+    version: bool,
     /// Configuration file (YAML). Without it the embedded default config is used.
     #[arg(long = "config.file", global = true, value_name = "FILE")]
     config_file: Option<PathBuf>,
-    /// Address to serve /metrics on; ":9868" means every interface.
+    /// Address to serve /metrics on; ":19868" means every interface.
     #[arg(long = "web.listen-address", global = true, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: String,
     /// Web configuration (exporter-toolkit format): TLS certificate and basic-auth users.
@@ -44,9 +64,24 @@ struct Cli {
     /// Log level.
     #[arg(long = "log.level", global = true, default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
-    /// Log format.
-    #[arg(long = "log.format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    /// Log format: logfmt (as Prometheus components write it; `text` is an alias) or json.
+    #[arg(long = "log.format", global = true, default_value = "logfmt", value_parser = ["logfmt", "text", "json"])]
     log_format: String,
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        global = true,
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    telemetry_path: String,
+    /// The URL under which authwatch is reached from outside (behind a reverse proxy); its path
+    /// is the default route prefix.
+    #[arg(long = "web.external-url", global = true, value_name = "URL")]
+    external_url: Option<String>,
+    /// Prefix of every endpoint; defaults to the path of --web.external-url.
+    #[arg(long = "web.route-prefix", global = true, value_name = "PATH")]
+    route_prefix: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,19 +90,6 @@ struct Cli {
 enum Command {
     /// Validate the configuration file and exit (non-zero with file:line:column on error).
     CheckConfig,
-}
-
-fn init_logging(level: &str, format: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,authwatch={level}"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Go-style `:port` means every interface, as in other Prometheus exporters.
@@ -115,6 +137,12 @@ fn check_config(cli: &Cli) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let paths = server::Paths::new(
+        cli.route_prefix.as_deref(),
+        cli.external_url.as_deref(),
+        &cli.telemetry_path,
+    )
+    .map_err(anyhow::Error::msg)?;
     let config = Config::load(cli.config_file.as_deref())?;
     let web = match &cli.web_config_file {
         Some(p) => WebConfig::load(p)?,
@@ -123,7 +151,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener = server::bind(&listen_address(&cli.listen), web.tls.is_some())
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    tracing::info!(config = %config.source, probes = config.probes.len(), "starting");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        revision = env!("AUTHWATCH_REVISION"),
+        config = %config.source,
+        probes = config.probes.len(),
+        "starting authwatch"
+    );
     for gap in coverage_gaps(&config) {
         tracing::warn!(gap = %gap, "not watched");
     }
@@ -148,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         web.tls.map(TlsAcceptor::from),
         cli.allow_any_target,
         limits,
+        paths,
     ));
     let serving = tokio::spawn(server::serve(listener, srv));
     let reloader = tokio::spawn(reload_on_hangup(app.clone()));
@@ -191,10 +226,14 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", version_block());
+        return ExitCode::SUCCESS;
+    }
     if matches!(cli.command, Some(Command::CheckConfig)) {
         return check_config(&cli);
     }
-    init_logging(&cli.log_level, &cli.log_format);
+    authwatch::logging::init(&cli.log_level, &cli.log_format);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // Blocking work (bounded file reads, bcrypt two at a time) needs few threads; tokio's
     // default of 512 would let a flood of requests spawn hundreds.
@@ -212,8 +251,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once, through the log, in the format the operator chose.
             tracing::error!("{e:#}");
-            eprintln!("authwatch: {e:#}");
             ExitCode::FAILURE
         }
     }

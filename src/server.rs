@@ -32,11 +32,72 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// Lifts the `/probe` target allowlist (`--probe.allow-any-target`).
     pub allow_any_target: bool,
+    paths: Paths,
     conns: Conns,
     probe_runs: Arc<Semaphore>,
     /// `/metrics` renders at once: each holds a blocking thread while its scraper reads.
     renders: Arc<Semaphore>,
     probe_limit: usize,
+}
+
+/// Where the endpoints are: under a route prefix (behind a reverse proxy), with the metrics
+/// at their own path, as `--web.route-prefix` and `--web.telemetry-path` say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// `""` or `/something`, without a trailing slash.
+    prefix: String,
+    telemetry: String,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            prefix: String::new(),
+            telemetry: "/metrics".into(),
+        }
+    }
+}
+
+impl Paths {
+    /// From the flags: an explicit prefix wins over the path of the external URL, as in
+    /// Prometheus.
+    pub fn new(
+        route_prefix: Option<&str>,
+        external_url: Option<&str>,
+        telemetry: &str,
+    ) -> Result<Paths, String> {
+        let from_url = external_url.map(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            rest.find('/').map_or("", |i| &rest[i..]).to_string()
+        });
+        let prefix = route_prefix
+            .map(str::to_string)
+            .or(from_url)
+            .unwrap_or_default();
+        let prefix = format!("/{}", prefix.trim_matches('/'));
+        let prefix = if prefix == "/" { String::new() } else { prefix };
+        if !telemetry.starts_with('/') || telemetry.len() < 2 {
+            return Err(format!(
+                "--web.telemetry-path {telemetry:?} must start with / and name a path"
+            ));
+        }
+        if prefix.contains(['?', '#']) {
+            return Err(format!("route prefix {prefix:?} must be a plain path"));
+        }
+        Ok(Paths {
+            prefix,
+            telemetry: telemetry.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The endpoint a request path names, with the prefix taken off; `None` outside it.
+    fn local<'a>(&self, path: &'a str) -> Option<&'a str> {
+        match path.strip_prefix(self.prefix.as_str())? {
+            "" => Some("/"),
+            p if p.starts_with('/') => Some(p),
+            _ => None,
+        }
+    }
 }
 
 impl Server {
@@ -46,12 +107,14 @@ impl Server {
         tls: Option<TlsAcceptor>,
         allow_any_target: bool,
         limits: Limits,
+        paths: Paths,
     ) -> Server {
         Server {
             app,
             auth,
             tls,
             allow_any_target,
+            paths,
             conns: Conns::new(limits.connections),
             probe_runs: Arc::new(Semaphore::new(limits.probe_runs)),
             renders: Arc::new(Semaphore::new(4)),
@@ -338,14 +401,18 @@ fn unauthorized() -> Response<Body> {
 /// other endpoint only GET or HEAD.
 async fn route(server: &Server, req: &Request<Incoming>) -> Response<Body> {
     let app = &server.app;
-    let path = req.uri().path();
+    let Some(path) = server.paths.local(req.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if read && path == server.paths.telemetry {
+        return metrics(server, wants_openmetrics(req), wants_gzip(req)).await;
+    }
     match (path, read) {
         ("/-/reload", _) if req.method() == Method::POST || req.method() == Method::PUT => {
             reload(app)
         }
         (_, false) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
-        ("/metrics", true) => metrics(server, wants_openmetrics(req), wants_gzip(req)).await,
         ("/probe", true) => probe(server, req).await,
         ("/-/healthy", true) => text(StatusCode::OK, "Healthy.\n"),
         ("/-/ready", true) => ready(app),
@@ -357,7 +424,7 @@ async fn route(server: &Server, req: &Request<Incoming>) -> Response<Body> {
         ("/", true) => reply(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            crate::status::html(&app.status()),
+            crate::status::html(&app.status(), &server.paths.prefix, &server.paths.telemetry),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

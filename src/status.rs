@@ -251,7 +251,8 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:6px 4px;
 ";
 
 /// The status page.
-pub fn html(status: &StatusView) -> String {
+/// The page; `prefix` is the route prefix the links go under and `telemetry` the metrics path.
+pub fn html(status: &StatusView, prefix: &str, telemetry: &str) -> String {
     let (class, title) = match (status.auth_healthy, status.unexplained) {
         (true, _) => ("ok", "Auth healthy"),
         (false, true) => ("unexplained", "Auth unhealthy: unexplained"),
@@ -269,7 +270,12 @@ pub fn html(status: &StatusView) -> String {
     );
     causes_html(&mut h, status);
     probes_html(&mut h, &status.probes);
-    h.push_str("<p><small><a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/status\">/api/v1/status</a></small></p></main></body></html>\n");
+    let _ = writeln!(
+        h,
+        "<p><small><a href=\"{p}{m}\">{m}</a> · <a href=\"{p}/api/v1/status\">/api/v1/status</a></small></p></main></body></html>",
+        p = esc(prefix),
+        m = esc(telemetry)
+    );
     h
 }
 

@@ -186,3 +186,87 @@ async fn endpoints_formats_and_readiness() {
     assert!(!body.contains("CANARY") && !text.contains("CANARY"));
     assert!(!d.logs().contains("CANARY"), "{}", d.logs());
 }
+
+/// The exporter conventions: a Prometheus-style `--version` block, logfmt logs with the
+/// version in the start-up line, a fatal error said once, and endpoints under a route
+/// prefix (from `--web.external-url`) with the metrics at `--web.telemetry-path`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_cli_conventions() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authwatch"))
+        .arg("--version")
+        .output()
+        .expect("run --version");
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for field in [
+        "authwatch, version ",
+        "(branch: ",
+        "revision: ",
+        "build user:",
+        "build date:",
+        "rustc version:",
+        "platform:",
+    ] {
+        assert!(v.contains(field), "{field} missing from:\n{v}");
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        "probes:\n  - {name: h, https: {url: \"http://127.0.0.1:9/\"}}\n",
+    )
+    .expect("config");
+    // A fatal error (an address that cannot be bound) is logged once, as logfmt.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authwatch"))
+        .arg("--config.file")
+        .arg(&cfg)
+        .args([
+            "--web.listen-address",
+            "256.0.0.1:1",
+            "--log.format",
+            "logfmt",
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let fatal: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("cannot listen"))
+        .collect();
+    assert_eq!(fatal.len(), 1, "{err}");
+    assert!(
+        fatal[0].starts_with("ts=") && fatal[0].contains(" level=error "),
+        "{err}"
+    );
+
+    let yaml = "probes:\n  - {name: h, https: {url: \"http://127.0.0.1:9/\"}}\n";
+    let d = Daemon::start_with_args(
+        yaml,
+        &[],
+        &[
+            "--web.external-url",
+            "https://proxy.example/aw/",
+            "--web.telemetry-path",
+            "/m",
+        ],
+    )
+    .await;
+    let starting = d
+        .log_records()
+        .into_iter()
+        .find(|r| r["fields"]["message"] == "starting authwatch")
+        .unwrap_or_else(|| panic!("{}", d.logs()));
+    assert_eq!(starting["fields"]["version"], env!("CARGO_PKG_VERSION"));
+    let (status, _, body) = d.get("/aw/m").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("authwatch_build_info"), "{body}");
+    for gone in ["/metrics", "/aw/metrics", "/-/healthy"] {
+        assert_eq!(d.get(gone).await.0, 404, "{gone}");
+    }
+    assert_eq!(d.get("/aw/-/healthy").await.0, 200);
+    let (status, _, page) = d.get("/aw/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("href=\"/aw/m\""), "{page}");
+}

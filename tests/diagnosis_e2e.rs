@@ -359,7 +359,7 @@ fn no_route_at_all_is_network_down() {
     let resolv = dir.path().join("resolv.conf");
     // Addresses with no route from inside the namespace: no packet is ever sent.
     std::fs::write(&resolv, "nameserver 10.255.255.53\n").unwrap();
-    let port = 9868;
+    let port = 19868;
     let cfg = dir.path().join("authwatch.yml");
     std::fs::write(
         &cfg,

@@ -311,7 +311,7 @@ fn the_real_python_sdk_ignores_the_proxy_the_network_needs() {
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "10.255.255.1 bapi.test\n").unwrap();
     let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    let (bapi_port, proxy_port, api_port, aw_port) = (8443, 3128, 8020, 9868);
+    let (bapi_port, proxy_port, api_port, aw_port) = (8443, 3128, 8020, 19868);
 
     let _clerk = Child(
         ns.command(python())
