@@ -449,6 +449,17 @@ probes:
         evidence(&text, "verifier_stalling"),
         ["auth: 127.0.0.1: timeout"]
     );
+    // The local check needs the fetched keys; a first auth run may come before the first
+    // JWKS fetch, so wait for a run that had them.
+    let text = d
+        .wait_for(
+            |t| {
+                common::prom::value(t, "authwatch_auth_token_verified", &[("probe", "auth")])
+                    == Some(1.0)
+            },
+            Duration::from_secs(8),
+        )
+        .await;
     assert_eq!(
         expect_value(&text, "authwatch_auth_token_verified", &[("probe", "auth")]),
         1.0,
