@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of authwatch and Prometheus's blackbox_exporter (benches/compare.rs).
+# Run by hand, never in CI: it installs Debian's prometheus, prometheus-blackbox-exporter and
+# nginx-light when missing, builds the release binary and runs `cargo bench --bench compare`.
+#
+#   bash benches/compare.sh                                   # 1,000 and 10,000 probes
+#   AUTHWATCH_COMPARE_PROBES=200 AUTHWATCH_COMPARE_WINDOW_SECS=20 bash benches/compare.sh
+#
+# Every AUTHWATCH_COMPARE_* variable (and CARGO_TARGET_DIR) is passed through to the benchmark;
+# benches/compare.rs documents them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+[ -x /usr/bin/prometheus ] || need_pkgs+=(prometheus)
+[ -x /usr/bin/prometheus-blackbox-exporter ] || need_pkgs+=(prometheus-blackbox-exporter)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
+# gzip measures what /metrics would be compressed, and unpacks what was served compressed.
+command -v gzip >/dev/null 2>&1 || need_pkgs+=(gzip)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${need_pkgs[*]}: run as root or install them first:" >&2
+    echo "  apt-get install --no-install-recommends ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+  # The packages' services would otherwise start on install and listen on every interface;
+  # the benchmark starts its own copies on 127.0.0.1.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+echo "== cargo build --release --locked"
+cargo build --release --locked --quiet
+echo "== cargo bench --bench compare"
+exec cargo bench --locked --bench compare
