@@ -82,8 +82,37 @@ family!(
     "Returns the TLS version used or NaN when unknown"
 );
 
+family!(
+    HTTP_VERSION,
+    "probe_http_version",
+    Gauge,
+    "Returns the version of HTTP of the probe response"
+);
+family!(
+    HTTP_REDIRECTS,
+    "probe_http_redirects",
+    Gauge,
+    "The number of redirects"
+);
+family!(
+    HTTP_BODY_LENGTH,
+    "probe_http_uncompressed_body_length",
+    Gauge,
+    "Length of uncompressed response body"
+);
+family!(
+    FAILED_REGEX,
+    "probe_failed_due_to_regex",
+    Gauge,
+    "Indicates if probe failed due to regex"
+);
+
 /// The families of a `/probe` answer (kinds add their own, e.g. `probe_dns_answer_rrs`).
 pub const FAMILIES: &[&Family] = &[
+    &HTTP_VERSION,
+    &HTTP_REDIRECTS,
+    &HTTP_BODY_LENGTH,
+    &FAILED_REGEX,
     &SUCCESS,
     &DURATION,
     &HTTP_PHASES,
@@ -179,6 +208,22 @@ fn render(
             trace.body_bytes.map(|b| b as f64).unwrap_or(-1.0),
         );
         one(&mut e, &HTTP_SSL, &[], flag(trace.tls.is_some()));
+        // The client speaks HTTP/1.1 only, follows no redirect and matches no regex; the
+        // series are there so blackbox dashboards and rules find them.
+        let version = if trace.status_code.is_some() {
+            1.1
+        } else {
+            0.0
+        };
+        one(&mut e, &HTTP_VERSION, &[], version);
+        one(&mut e, &HTTP_REDIRECTS, &[], 0.0);
+        one(
+            &mut e,
+            &HTTP_BODY_LENGTH,
+            &[],
+            trace.body_bytes.map(|b| b as f64).unwrap_or(0.0),
+        );
+        one(&mut e, &FAILED_REGEX, &[], 0.0);
         one(
             &mut e,
             &IP_PROTOCOL,
@@ -297,7 +342,8 @@ pub async fn probe(
     let Some(target) = query_param(query, "target").filter(|t| !t.is_empty()) else {
         return text(400, "Target parameter is missing\n");
     };
-    let module = query_param(query, "module").unwrap_or_else(|| "https_2xx".into());
+    // blackbox_exporter's default module.
+    let module = query_param(query, "module").unwrap_or_else(|| "http_2xx".into());
     let debug = query_param(query, "debug").is_some_and(|v| v == "true");
     let mut spec = match config.module_probe(&module, &target) {
         Ok(s) => s,

@@ -457,3 +457,51 @@ async fn failure_series_active_exports_only_the_reason_that_is_one() {
         "{err}"
     );
 }
+
+/// A blackbox scrape job works unchanged: its default module names exist without being
+/// configured (`http_2xx` also when the request names none), `http_post_2xx` posts, and the
+/// answer carries the `probe_http_*` series blackbox dashboards read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackbox_module_names_work_without_configuration() {
+    let server = TestServer::json(200, r#"{"ok":true}"#).await;
+    let yaml = "probe_allowlist: [\"127.0.0.1:*\"]\nprobes: []\n";
+    let d = Daemon::start(yaml, &[]).await;
+    let target = format!("http://127.0.0.1:{}/x", server.port());
+    for (path, method) in [
+        (format!("/probe?module=http_2xx&target={target}"), "GET"),
+        (format!("/probe?target={target}"), "GET"),
+        (
+            format!("/probe?module=http_post_2xx&target={target}"),
+            "POST",
+        ),
+    ] {
+        let (status, _, body) = d.get(&path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(
+            expect_value(&body, "probe_success", &[]),
+            1.0,
+            "{path}: {body}"
+        );
+        assert_eq!(
+            server.last_request().map(|r| r.method),
+            Some(method.to_string()),
+            "{path}"
+        );
+        for (family, want) in [
+            ("probe_http_version", 1.1),
+            ("probe_http_redirects", 0.0),
+            ("probe_failed_due_to_regex", 0.0),
+            ("probe_http_uncompressed_body_length", 11.0),
+        ] {
+            assert_eq!(expect_value(&body, family, &[]), want, "{family}: {body}");
+        }
+    }
+    let (status, _, body) = d
+        .get(&format!(
+            "/probe?module=tcp_connect&target=127.0.0.1:{}",
+            server.port()
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(expect_value(&body, "probe_success", &[]), 1.0, "{body}");
+}

@@ -296,6 +296,11 @@ impl Config {
         for (name, m) in &raw.modules {
             modules.insert(name.clone(), entries.module(name, &m.value, m.into())?);
         }
+        for (name, m) in builtin_modules(&cx)? {
+            if !modules.contains_key(&name) {
+                modules.insert(name.clone(), entries.module(&name, &m, Pos::default())?);
+            }
+        }
         Ok(Config {
             source: file.to_string(),
             probe_allowlist: std::sync::Arc::new(allowlist(&cx, raw.probe_allowlist)?),
@@ -313,6 +318,15 @@ impl Config {
             .ok_or_else(|| format!("unknown module {module:?}"))?
             .probe_for(target, self.global.interval)
     }
+}
+
+/// blackbox_exporter's module names, so a scrape job written for it works unchanged; a
+/// module of the same name in the file wins.
+const BUILTIN_MODULES: &str =
+    "http_2xx: {https: {}}\nhttp_post_2xx: {https: {method: POST}}\ntcp_connect: {tcp: {}}\n";
+
+fn builtin_modules(cx: &Cx) -> Result<BTreeMap<String, RawModule>, ConfigError> {
+    serde_saphyr::from_str(BUILTIN_MODULES).map_err(|e| cx.whole(format!("built-in modules: {e}")))
 }
 
 /// The probes the `clerk` section implies, through the same validation as written probes.

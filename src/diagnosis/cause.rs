@@ -116,6 +116,41 @@ impl Cause {
         }
     }
 
+    /// A short human name, for headings (the runbooks in docs/runbooks/ are titled with it).
+    pub fn title(self) -> &'static str {
+        match self {
+            Cause::DnsResolverBroken => "Container DNS resolver broken",
+            Cause::DnsNameMissing => "Clerk name missing from DNS",
+            Cause::EgressBlocked => "Outbound HTTPS to Clerk blocked",
+            Cause::CaCertificatesMissing => "CA certificates missing",
+            Cause::TlsIntercepted => "TLS to Clerk intercepted",
+            Cause::ProxyMisconfigured => "HTTP proxy misconfigured",
+            Cause::ClockSkew => "Clock skew",
+            Cause::ProviderOutage => "Clerk outage",
+            Cause::SecretKeyInvalid => "Secret key rejected",
+            Cause::JwksStale => "JWKS stale",
+            Cause::JwksKeyMismatch => "JWKS key mismatch",
+            Cause::ApiNetworkUnhealthy => "API network unhealthy",
+            Cause::CertExpiring => "Certificate expiring",
+            Cause::AuthFailOpen => "API fails open",
+            Cause::AuthRejectsValidTokens => "API rejects valid tokens",
+            Cause::NetworkDown => "Network down",
+            Cause::DnsEgressBlocked => "Outbound DNS blocked",
+            Cause::CertInvalid => "Clerk certificate invalid",
+            Cause::RateLimited => "Rate limited by Clerk",
+            Cause::ResponseInvalid => "Invalid response from Clerk",
+            Cause::EndpointRejected => "Clerk endpoint rejects the request",
+            Cause::ApiUnreachable => "API unreachable",
+            Cause::VerifierStalling => "Token verifier stalling",
+            Cause::ProbeTokenUnavailable => "Probe token unavailable",
+            Cause::LocalResourcesExhausted => "authwatch out of file descriptors or memory",
+            Cause::CoverageMissing => "Coverage missing",
+            Cause::SdkIgnoresProxy => "Clerk SDK ignores the proxy",
+            Cause::SdkTrustMismatch => "Clerk SDK trust mismatch",
+            Cause::SystemTrustUnused => "System trust store unused",
+        }
+    }
+
     /// One line for a page title.
     pub fn summary(self) -> &'static str {
         match self {

@@ -1,4 +1,5 @@
-//! The `https` probe: one GET of any URL, judged by its status code.
+//! The `https` probe: one request (GET unless told otherwise) of any URL, judged by its status
+//! code.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -16,12 +17,15 @@ use crate::probe::kind::{Deps, Kind, Outcome, SectionCx, with_url};
 pub struct RawHttps {
     url: Option<Spanned<Text>>,
     valid_status_codes: Option<Vec<Spanned<Text>>>,
+    /// GET, HEAD or POST (with an empty body, as blackbox_exporter's `http_post_2xx`).
+    method: Option<Spanned<Text>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpsSpec {
     pub target: Target,
     pub valid: StatusSet,
+    pub method: http::Method,
 }
 
 #[derive(Debug)]
@@ -40,7 +44,17 @@ impl Kind for Https {
     type State = ();
 
     fn validate(raw: &RawHttps, cx: &SectionCx<'_>) -> Result<HttpsSpec, ConfigError> {
+        let method = match raw.method.as_ref() {
+            None => http::Method::GET,
+            Some(m) => match m.value.0.to_ascii_uppercase().as_str() {
+                "GET" => http::Method::GET,
+                "HEAD" => http::Method::HEAD,
+                "POST" => http::Method::POST,
+                _ => return Err(cx.cx.at(m, "https: method must be GET, HEAD or POST")),
+            },
+        };
         Ok(HttpsSpec {
+            method,
             target: cx.url(Self::NAME, "url", &raw.url)?,
             valid: cx
                 .cx
@@ -64,11 +78,15 @@ impl Kind for Https {
     }
 
     async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<()> {
-        match self
-            .client
-            .get(&self.spec.target, &[], trace, deadline)
-            .await
-        {
+        let sent = self.client.send(
+            self.spec.method.clone(),
+            &self.spec.target,
+            &[],
+            bytes::Bytes::new(),
+            trace,
+            deadline,
+        );
+        match sent.await {
             Err(f) => f.into(),
             Ok(resp) if !self.spec.valid.contains(resp.status) => Failure::new(
                 Reason::HttpStatus,
