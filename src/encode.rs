@@ -50,6 +50,11 @@ pub fn format_value(v: f64, out: &mut String) {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v == 0.0 {
+        // The commonest value by far (one-hot zeros, empty counters).
+        out.push('0');
+    } else if v == 1.0 {
+        out.push('1');
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         let _ = write!(out, "{}", v as i64);
     } else {
@@ -58,6 +63,12 @@ pub fn format_value(v: f64, out: &mut String) {
 }
 
 fn escape_label(v: &str, out: &mut String) {
+    // Almost every value needs no escape: copy it whole (a scrape writes hundreds of
+    // thousands of label values).
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
