@@ -505,3 +505,45 @@ async fn blackbox_module_names_work_without_configuration() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(expect_value(&body, "probe_success", &[]), 1.0, "{body}");
 }
+
+/// A DNS module in blackbox_exporter's form: `query_name` fixed, each request's target the
+/// server to ask, and that server decided by the allowlist like any target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_modules_in_blackbox_form_take_the_server_as_target() {
+    use common::dns::{Behavior, DnsServer};
+    let dns = DnsServer::with_zone([(
+        "clerk.test",
+        Behavior::a([std::net::Ipv4Addr::new(192, 0, 2, 7)]),
+    )])
+    .await;
+    let yaml = format!(
+        "probe_allowlist: [\"127.0.0.1:{}\"]\nmodules:\n  dns_udp: {{dns: {{query_name: clerk.test, query_type: A}}}}\nprobes: []\n",
+        dns.port()
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let (status, _, body) = d
+        .get(&format!(
+            "/probe?module=dns_udp&target=127.0.0.1:{}",
+            dns.port()
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(expect_value(&body, "probe_success", &[]), 1.0, "{body}");
+    assert_eq!(
+        expect_value(&body, "probe_dns_answer_rrs", &[]),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(dns.queries_for("clerk.test"), 1);
+    // Another server, not in the allowlist, is refused before any query.
+    let (status, _, body) = d.get("/probe?module=dns_udp&target=127.0.0.2:53").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = d.get("/probe?module=dns_udp&target=clerk.test").await;
+    assert_eq!(status, 400, "a name is not a server: {body}");
+    // query_name is for modules only.
+    let (code, _, err) = common::daemon::check_config_yaml(
+        "probes:\n  - {name: d, dns: {query_name: clerk.test}}\n",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("query_name is for modules"), "{err}");
+}

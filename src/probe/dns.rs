@@ -55,6 +55,26 @@ family!(
     "Returns number of entries in the answer resource record list"
 );
 
+/// A module in blackbox_exporter's form: `query_name` (and `query_type`) fixed, the server
+/// from each request. Only a module can be written so, and then without names or resolvers.
+fn blackbox_style(raw: &RawDns, q: &Text, cx: &SectionCx<'_>) -> Result<DnsSpec, ConfigError> {
+    if !cx.module {
+        return Err(cx.err("dns: query_name is for modules, whose targets name the server; a probe uses names and resolvers"));
+    }
+    if raw.names.is_some() || raw.resolvers.is_some() || raw.record_types.is_some() {
+        return Err(cx.err("dns: with query_name the target is the server: remove names, resolvers and record_types (use query_type)"));
+    }
+    let n = name(&q.0).map_err(|e| cx.err(e))?;
+    let t = raw.query_type.as_ref().map_or("A", |t| t.0.as_str());
+    let record_type = record_type(t).ok_or_else(|| cx.err(format!("dns: unsupported query_type {t:?}")))?;
+    Ok(DnsSpec {
+        names: vec![n],
+        record_types: vec![record_type],
+        resolvers: vec![ResolverSpec::parse("127.0.0.1").map_err(|e| cx.err(e))?],
+        target_is_server: true,
+    })
+}
+
 /// Lookups stop a little before the run's deadline so each can report its own timeout.
 const MARGIN: Duration = Duration::from_millis(50);
 
@@ -64,6 +84,11 @@ pub struct RawDns {
     names: Option<Vec<Text>>,
     record_types: Option<Vec<Text>>,
     resolvers: Option<Vec<Spanned<Text>>>,
+    /// blackbox_exporter's form, for modules: the name is fixed and each request's target is
+    /// the server to ask.
+    query_name: Option<Text>,
+    /// With `query_name`: the one record type (blackbox's `query_type`, default A).
+    query_type: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +96,8 @@ pub struct DnsSpec {
     pub names: Vec<String>,
     pub record_types: Vec<RecordType>,
     pub resolvers: Vec<ResolverSpec>,
+    /// A module whose requests name the server (blackbox's semantics), not the query name.
+    pub target_is_server: bool,
 }
 
 /// One lookup of a run.
@@ -161,6 +188,12 @@ impl Kind for Dns {
     type State = ();
 
     fn validate(raw: &RawDns, cx: &SectionCx<'_>) -> Result<DnsSpec, ConfigError> {
+        if let Some(q) = &raw.query_name {
+            return blackbox_style(raw, q, cx);
+        }
+        if raw.query_type.is_some() {
+            return Err(cx.err("dns: query_type goes with query_name; use record_types"));
+        }
         let names = match (&raw.names, cx.module) {
             (Some(_), true) => {
                 return Err(cx.err("dns: a module gets its name from each request; remove names"));
@@ -196,6 +229,7 @@ impl Kind for Dns {
             names,
             record_types,
             resolvers,
+            target_is_server: false,
         })
     }
 
@@ -203,11 +237,34 @@ impl Kind for Dns {
         None
     }
 
+    /// For the allowlist: the server a blackbox-style module asks, or the name looked up.
     fn host(spec: &DnsSpec) -> String {
-        spec.names.first().cloned().unwrap_or_default()
+        match (spec.target_is_server, spec.resolvers.first()) {
+            (true, Some(ResolverSpec::Server { addr, .. })) => addr.ip().to_string(),
+            _ => spec.names.first().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn port(spec: &DnsSpec) -> Option<u16> {
+        match (spec.target_is_server, spec.resolvers.first()) {
+            (true, Some(ResolverSpec::Server { addr, .. })) => Some(addr.port()),
+            _ => None,
+        }
     }
 
     fn retarget(spec: &DnsSpec, target: &str) -> Result<DnsSpec, String> {
+        if spec.target_is_server {
+            // blackbox takes `host[:port]`, maybe with a scheme-like transport prefix.
+            let server = ResolverSpec::parse(target)
+                .map_err(|_| format!("target {target:?} is not a DNS server address (IP or IP:port)"))?;
+            if server == ResolverSpec::System {
+                return Err("the target of this module is a DNS server address".into());
+            }
+            return Ok(DnsSpec {
+                resolvers: vec![server],
+                ..spec.clone()
+            });
+        }
         let n = name(target).map_err(|_| format!("target {target:?} is not a host name"))?;
         Ok(DnsSpec {
             names: vec![n],
