@@ -160,7 +160,8 @@ def compose(runner: ConfigRunner) -> None:
                 secret_file.startswith("/run/secrets/") and secret_file.rsplit("/", 1)[1] in names,
                 f"compose {name}: CLERK_SECRET_KEY_FILE={secret_file} is one of its secrets {names}",
             )
-            env = {k: ("" if "${" in v and "PROXY" in k else v) for k, v in env.items()}
+            # An unset `${VAR:-default}` is its default, as Compose interpolates it.
+            env = {k: re.sub(r"^\$\{[A-Za-z0-9_]+:-([^}]*)\}$", r"\1", v) for k, v in env.items()}
             env["CLERK_PUBLISHABLE_KEY"] = DUMMY_PK
             env["CLERK_SECRET_KEY_FILE"] = str(runner.secret)
             runner.run(f"compose {name}", cfg_host, env)

@@ -208,6 +208,21 @@ compose_config() {
     docker-compose -f deploy/docker-compose.yml config -q && echo "valid"
 }
 
+# The add-on file merged into the smallest project it is meant for: one API service.
+compose_addon_config() {
+  local dir rc=0
+  dir="$(mktemp -d)"
+  mkdir -p "$dir/secrets"
+  printf 'services:\n  api:\n    image: example/api\n' >"$dir/docker-compose.yml"
+  cp deploy/compose/add-authwatch.yml "$dir/"
+  touch "$dir/secrets/clerk_secret_key" "$dir/authwatch.yml"
+  CLERK_PUBLISHABLE_KEY="${CLERK_PUBLISHABLE_KEY:-$DUMMY_PK}" \
+    docker-compose --project-directory "$dir" -f "$dir/docker-compose.yml" -f "$dir/add-authwatch.yml" config -q \
+    && echo "valid" || rc=$?
+  rm -rf "$dir"
+  return $rc
+}
+
 # Built-in kinds against the Kubernetes OpenAPI schemas. kubernetes-validate has no schema for
 # custom resources and only warns about them: only the Prometheus Operator's two kinds may be
 # left to it (they are checked against scripts/schemas/ next); any other unknown kind fails.
@@ -268,6 +283,7 @@ run "hadolint" "$VENV/bin/hadolint" deploy/Dockerfile
 run "docker build context (.dockerignore)" docker_context
 run "container health check (deploy/docker-healthcheck.sh)" healthcheck_live
 run "docker-compose config" compose_config
+run "docker-compose config (add-authwatch.yml on a one-service project)" compose_addon_config
 run "check-jsonschema compose-spec" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/docker-compose.yml
 run "kubernetes-validate --strict" kubernetes_validate
 run "check-jsonschema Prometheus Operator CRDs" crd_schemas

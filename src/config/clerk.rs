@@ -25,6 +25,12 @@ pub struct RawClerk {
     dns_resolvers: Option<Vec<Spanned<Text>>>,
     /// The Clerk SDK the API verifies tokens with: adds `clerk-sdk-jwks`, fetched its way.
     sdk: Option<Spanned<Text>>,
+    /// A session of a dedicated probe user: with `app_api_url` and the secret key, adds the
+    /// `api-auth` probe (a real token against `app_protected_path`). Empty means none, so one
+    /// shipped file serves with and without it.
+    probe_session_id: Option<Text>,
+    /// A route of the API that requires a signed-in user (default `/`).
+    app_protected_path: Option<Spanned<Text>>,
 }
 
 fn yes() -> bool {
@@ -42,6 +48,8 @@ pub struct Clerk {
     /// The validated `dns_resolvers` entries, as written.
     pub dns_resolvers: Vec<String>,
     pub sdk: Option<Sdk>,
+    /// The probe user's session and the protected route, for the derived `api-auth` probe.
+    pub auth: Option<(String, String)>,
 }
 
 const DEFAULT_PUBLIC_RESOLVERS: &[&str] = &["system", "8.8.8.8:53", "1.1.1.1:53"];
@@ -87,6 +95,7 @@ impl Clerk {
                 auto_probes: false,
                 dns_resolvers: vec![],
                 sdk: None,
+                auth: None,
             });
         };
         let fapi_host = match &raw.publishable_key {
@@ -123,6 +132,27 @@ impl Clerk {
                 "clerk.sdk: the SDKs fetch the JWKS from the Backend API with the secret key; set clerk.secret_key or secret_key_file",
             ));
         }
+        let session = raw
+            .probe_session_id
+            .as_ref()
+            .map(|t| t.0.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let path = match &raw.app_protected_path {
+            Some(p) if !p.value.0.starts_with('/') => {
+                return Err(ctx.at(p, "clerk.app_protected_path must start with /"));
+            }
+            Some(p) => p.value.0.clone(),
+            None => "/".to_string(),
+        };
+        let auth = match (session, &app_api_url, &secret) {
+            (None, ..) => None,
+            (Some(s), Some(_), Some(_)) => Some((s, path)),
+            (Some(_), ..) => {
+                return Err(ctx.whole(
+                    "clerk.probe_session_id: the derived auth probe needs clerk.app_api_url and the secret key",
+                ));
+            }
+        };
         Ok(Clerk {
             fapi_host,
             secret,
@@ -131,6 +161,7 @@ impl Clerk {
             auto_probes: raw.auto_probes,
             dns_resolvers,
             sdk,
+            auth,
         })
     }
 }
@@ -204,6 +235,13 @@ impl Clerk {
             out.push(json!({"name": "api-health-network", "role": "api",
                 "api_health": {"url": literal(&app.join("/health/network").url())},
                 "connection": {"proxy_from_env": false}}));
+            // The API as a signed-in user meets it; validated by the auth kind like any probe.
+            if let Some((session, path)) = &self.auth {
+                out.push(json!({"name": "api-auth",
+                    "auth": {"url": literal(&app.join(path).url()), "token_source": "backend",
+                        "session_id": literal(session)},
+                    "connection": {"proxy_from_env": false}}));
+            }
         }
         serde_json::Value::Array(out).to_string()
     }

@@ -490,4 +490,33 @@ probes:
             ]
         );
     }
+
+    #[test]
+    fn a_probe_session_adds_the_auth_probe_and_an_empty_one_does_not() {
+        use base64::Engine as _;
+        let pk = format!(
+            "pk_test_{}",
+            base64::engine::general_purpose::STANDARD.encode("happy-cat-12.clerk.accounts.dev$")
+        );
+        let clerk = format!(
+            "clerk: {{publishable_key: {pk}, secret_key: sk_test_x, app_api_url: \"http://api:8020\", app_protected_path: /camera/status"
+        );
+        let with = parse(&format!("{clerk}, probe_session_id: sess_probe1}}")).unwrap();
+        let auth = with
+            .probes
+            .iter()
+            .find(|p| p.name == "api-auth")
+            .expect("api-auth");
+        assert_eq!(auth.kind(), KindId::Auth);
+        assert_eq!(
+            auth.settings.target().unwrap().url(),
+            "http://api:8020/camera/status"
+        );
+        let without = parse(&format!("{clerk}, probe_session_id: \"\"}}")).unwrap();
+        assert!(without.probes.iter().all(|p| p.name != "api-auth"));
+        let no_api = parse(&format!(
+            "clerk: {{publishable_key: {pk}, secret_key: sk_test_x, probe_session_id: sess_probe1}}"
+        ));
+        assert!(no_api.unwrap_err().contains("app_api_url"));
+    }
 }
