@@ -42,6 +42,7 @@ pub struct StatusView {
 #[derive(Debug, Serialize)]
 pub struct CauseView {
     pub cause: &'static str,
+    pub title: &'static str,
     pub severity: &'static str,
     pub summary: &'static str,
     pub remediation: &'static str,
@@ -79,6 +80,12 @@ pub struct ProbeRow {
     pub name: String,
     pub kind: &'static str,
     pub role: &'static str,
+    /// What it checks: the URL, `host:port` or the names looked up.
+    pub target: String,
+    /// The cause whose evidence names this probe, so the row says what the card says.
+    pub explained_by: Option<&'static str>,
+    /// The latest runs, oldest first.
+    pub history: Vec<HistoryPoint>,
     /// `pending`, `ok` or `failing`.
     pub state: &'static str,
     pub reason: Option<&'static str>,
@@ -95,6 +102,14 @@ pub struct ProbeRow {
     /// The kind's one-line summary for the page.
     #[serde(skip)]
     pub note: Option<String>,
+}
+
+/// One past run, for the history strip.
+#[derive(Debug, Serialize)]
+pub struct HistoryPoint {
+    pub at: u32,
+    pub millis: u16,
+    pub ok: bool,
 }
 
 /// What the latest run's trace showed.
@@ -121,8 +136,19 @@ fn as_map<S: Serializer>(pairs: &[(&'static str, f64)], s: S) -> Result<S::Ok, S
     s.collect_map(pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
+/// What a probe checks, for people: its URL, or its host (with the names a DNS probe looks up).
+fn target_of(p: &ProbeState) -> String {
+    match p.spec.settings.target() {
+        Some(t) => t.url(),
+        None => match p.spec.settings.port() {
+            Some(port) => format!("{}:{port}", p.spec.settings.host()),
+            None => p.spec.settings.host(),
+        },
+    }
+}
+
 impl ProbeRow {
-    fn of(p: &ProbeState, now: SystemTime) -> ProbeRow {
+    fn of(p: &ProbeState, now: SystemTime, explained_by: Option<&'static str>) -> ProbeRow {
         let last = p.last.as_ref();
         let state = match last {
             None => "pending",
@@ -134,6 +160,17 @@ impl ProbeRow {
             name: p.name().to_string(),
             kind: p.kind().as_label(),
             role: p.role().as_label(),
+            target: target_of(p),
+            explained_by,
+            history: p
+                .history
+                .iter()
+                .map(|r| HistoryPoint {
+                    at: r.at,
+                    millis: r.millis,
+                    ok: r.ok,
+                })
+                .collect(),
             state,
             reason: p.failure().map(|r| r.as_label()),
             error: last
@@ -167,6 +204,7 @@ impl CauseView {
     fn of(c: Cause, d: &Diagnosis) -> CauseView {
         CauseView {
             cause: c.as_label(),
+            title: c.title(),
             severity: c.severity(),
             summary: c.summary(),
             remediation: c.remediation(),
@@ -201,7 +239,17 @@ impl StatusView {
                 api: diagnosis.coverage.api,
             },
             clock_offset_seconds: worst_clock_offset(probes),
-            probes: probes.iter().map(|p| ProbeRow::of(p, now)).collect(),
+            probes: probes
+                .iter()
+                .map(|p| {
+                    let by = diagnosis
+                        .evidence
+                        .iter()
+                        .find(|(_, ev)| ev.iter().any(|e| e.probe == p.name()))
+                        .map(|(c, _)| c.title());
+                    ProbeRow::of(p, now, by.filter(|_| p.failure().is_some()))
+                })
+                .collect(),
         }
     }
 
@@ -242,7 +290,10 @@ header{padding:14px 16px;color:#fff}header h1{margin:0;font-size:20px}header p{m
 main{padding:12px;max-width:1100px;margin:auto}
 section{background:#fff;border-radius:8px;padding:12px;margin-bottom:12px;box-shadow:0 1px 2px #0002}
 h2{font-size:16px;margin:0 0 8px}.cause{border-left:4px solid #b3261e;padding:6px 10px;margin:8px 0;background:#fdf3f2}
-.cause.warning{border-color:#c77700;background:#fff8ec}.cause b{display:block}.evidence{margin:4px 0;padding-left:18px;font-size:13px}
+.cause.warning{border-color:#c77700;background:#fff8ec}.cause h3{margin:0 0 4px;font-size:18px}
+.cause p{margin:4px 0;font-size:16px}.cause .fix{font-size:16px;background:#fff;border-radius:6px;padding:6px 8px}
+.evidence{margin:4px 0;padding-left:18px;font-size:13px}.target{font-size:12px;color:#4b5563;word-break:break-all}
+.by{font-size:13px;color:#b3261e}svg.history{display:block}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:6px 4px;border-bottom:1px solid #e3e5ea;vertical-align:top}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:13px;color:#fff}
 .b-ok{background:#1f7a3f}.b-failing{background:#b3261e}.b-pending{background:#6b7280}
@@ -250,22 +301,35 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:6px 4px;
 @media (max-width:640px){.wide{display:none}td,th{padding:6px 2px}}
 ";
 
-/// The status page.
 /// The page; `prefix` is the route prefix the links go under and `telemetry` the metrics path.
 pub fn html(status: &StatusView, prefix: &str, telemetry: &str) -> String {
-    let (class, title) = match (status.auth_healthy, status.unexplained) {
-        (true, _) => ("ok", "Auth healthy"),
-        (false, true) => ("unexplained", "Auth unhealthy: unexplained"),
-        (false, false) => ("bad", "Auth unhealthy"),
+    // The headline names the fault in words: the first critical cause, else the first one.
+    let lead = status
+        .causes
+        .iter()
+        .find(|c| c.severity == "critical")
+        .or(status.causes.first());
+    let (class, title) = match (status.auth_healthy, status.unexplained, lead) {
+        (true, _, _) => ("ok", "Auth healthy".to_string()),
+        (false, true, _) => ("unexplained", "Auth unhealthy: no known cause".to_string()),
+        (false, false, Some(c)) => ("bad", format!("Auth unhealthy: {}", c.title)),
+        (false, false, None) => ("bad", "Auth unhealthy".to_string()),
     };
+    let since = lead
+        .filter(|_| !status.auth_healthy)
+        .and_then(|c| c.since.as_deref())
+        .map(|t| format!(" · unhealthy since {t}"))
+        .unwrap_or_default();
+    let title = esc(&title);
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\"><title>authwatch: {title}</title><style>{STYLE}</style></head><body>\
-<header id=\"auth-status\" class=\"{class}\" data-healthy=\"{healthy}\"><h1>{title}</h1><p>authwatch {} · {} · refreshes every {REFRESH_SECONDS} s</p></header><main>",
+<header id=\"auth-status\" class=\"{class}\" data-healthy=\"{healthy}\"><h1>{title}</h1><p>authwatch {} · {}{} · refreshes every {REFRESH_SECONDS} s</p></header><main>",
         esc(status.version),
         esc(&status.generated_at),
+        esc(&since),
         healthy = status.auth_healthy,
     );
     causes_html(&mut h, status);
@@ -326,15 +390,18 @@ fn causes_html(h: &mut String, status: &StatusView) {
     for c in &status.causes {
         let _ = write!(
             h,
-            "<div class=\"cause {}\" data-cause=\"{}\"><b>{}</b>{}<br><small>since {}</small>",
+            "<div class=\"cause {}\" data-cause=\"{}\"><h3>{}</h3><p class=\"summary\">{}</p><p class=\"fix\"><b>Fix:</b> {}</p><small>since {} · <code>{}</code> · {}</small>",
             esc(c.severity),
             esc(c.cause),
-            esc(c.cause),
+            esc(c.title),
             esc(c.summary),
+            esc(c.remediation),
             esc(c.since.as_deref().unwrap_or("now")),
+            esc(c.cause),
+            esc(c.severity),
         );
         evidence_html(h, &c.evidence);
-        let _ = write!(h, "<small>Fix: {}</small></div>", esc(c.remediation));
+        h.push_str("</div>");
     }
     if !status.unexplained_evidence.is_empty() {
         h.push_str("<div class=\"cause\" data-cause=\"unexplained\"><b>unexplained</b>These failures fit no cause:");
@@ -357,8 +424,49 @@ fn causes_html(h: &mut String, status: &StatusView) {
     h.push_str("</section>");
 }
 
+/// The history strip: one square per recent run (green passed, red failed) and, above it, a
+/// sparkline of the run durations scaled to the slowest. Inline SVG: no script, no asset.
+fn history_svg(runs: &[HistoryPoint]) -> String {
+    if runs.is_empty() {
+        return String::new();
+    }
+    let (w, cell) = (crate::probe::state::HISTORY as u32 * 5, 5u32);
+    let slowest = runs.iter().map(|r| r.millis).max().unwrap_or(1).max(1) as f64;
+    let mut svg = format!(
+        "<svg class=\"history\" width=\"{w}\" height=\"30\" viewBox=\"0 0 {w} 30\" role=\"img\" aria-label=\"{} of the last {} runs passed; slowest {} ms\">",
+        runs.iter().filter(|r| r.ok).count(),
+        runs.len(),
+        slowest
+    );
+    let points: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let x = i as u32 * cell + 2;
+            let y = 20.0 - 18.0 * f64::from(r.millis) / slowest;
+            format!("{x},{y:.1}")
+        })
+        .collect();
+    let _ = write!(
+        svg,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#4b5563\" stroke-width=\"1\"/>",
+        points.join(" ")
+    );
+    for (i, r) in runs.iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"23\" width=\"4\" height=\"7\" fill=\"{}\"><title>{} ms</title></rect>",
+            i as u32 * cell,
+            if r.ok { "#1f7a3f" } else { "#b3261e" },
+            r.millis
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 fn probes_html(h: &mut String, probes: &[ProbeRow]) {
-    h.push_str("<section><h2>Probes</h2><table id=\"probes\"><thead><tr><th>Probe</th><th>State</th><th>Reason</th><th class=\"wide\">Last success</th><th class=\"wide\">Phases</th></tr></thead><tbody>");
+    h.push_str("<section><h2>Probes</h2><table id=\"probes\"><thead><tr><th>Probe</th><th>State</th><th>Reason</th><th>Recent runs</th><th class=\"wide\">Last success</th><th class=\"wide\">Phases</th></tr></thead><tbody>");
     for p in probes {
         let phases = p
             .latest
@@ -369,10 +477,17 @@ fn probes_html(h: &mut String, probes: &[ProbeRow]) {
             .join(", ");
         let _ = write!(
             h,
-            "<tr data-probe=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{kind}</small></td><td><span class=\"badge b-{state}\">{state}</span></td>\
-<td><code>{reason}</code><div class=\"err\">{error}</div><div class=\"note\">{note}</div></td><td class=\"wide\">{last}</td><td class=\"wide\">{phases}</td></tr>",
+            "<tr data-probe=\"{name}\" data-state=\"{state}\"><td><b>{name}</b><br><small>{kind} · {role}</small><div class=\"target\">{target}</div></td><td><span class=\"badge b-{state}\">{state}</span></td>\
+<td><code>{reason}</code>{explained}<div class=\"err\">{error}</div><div class=\"note\">{note}</div></td><td>{history}</td><td class=\"wide\">{last}</td><td class=\"wide\">{phases}</td></tr>",
             name = esc(&p.name),
             kind = esc(p.kind),
+            role = esc(p.role),
+            target = esc(&p.target),
+            explained = p
+                .explained_by
+                .map(|c| format!("<div class=\"by\">→ {}</div>", esc(c)))
+                .unwrap_or_default(),
+            history = history_svg(&p.history),
             state = esc(p.state),
             reason = esc(p.reason.unwrap_or("")),
             error = esc(p.error.as_deref().unwrap_or("")),

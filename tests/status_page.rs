@@ -181,6 +181,24 @@ async fn status_page_renders_healthy_and_failing_states() {
     assert!(dom_bad.contains("The fault is inside the API"));
     assert!(dom_bad.contains(r#"data-probe="api-health-network" data-state="failing""#));
     assert!(dom_bad.contains("http_status"));
+    // The headline names the fault in words with its start, the fix is shown as prominently as
+    // the summary, the failing row says what the card says, and each row shows its target and
+    // a strip of recent runs.
+    assert!(
+        dom_bad.contains("<h1>Auth unhealthy: API network unhealthy</h1>"),
+        "{dom_bad}"
+    );
+    assert!(dom_bad.contains("unhealthy since "));
+    assert!(dom_bad.contains(r#"<p class="fix"><b>Fix:</b> The fault is inside the API"#));
+    assert!(dom_bad.contains("→ API network unhealthy"));
+    assert!(dom_bad.contains("/health/network</div>"), "target shown");
+    assert!(dom_bad.contains(r#"<svg class="history""#) && dom_bad.contains("#b3261e"));
+    assert_eq!(
+        v["probes"]
+            .as_array()
+            .map(|a| a.iter().all(|p| p["target"].is_string())),
+        Some(true)
+    );
 
     for (dom, d) in [(&dom_ok, &ok), (&dom_bad, &bad)] {
         assert!(!dom.contains("STATUScanary"), "secret on the status page");

@@ -39,6 +39,19 @@ impl Histogram {
     }
 }
 
+/// Runs kept per probe for the status page's history strip.
+pub const HISTORY: usize = 30;
+
+/// One past run, small: thousands of probes each keep `HISTORY` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastRun {
+    /// When it finished, Unix seconds.
+    pub at: u32,
+    /// How long it took, in milliseconds (capped at 65 s).
+    pub millis: u16,
+    pub ok: bool,
+}
+
 /// The latest completed run.
 #[derive(Debug, Clone)]
 pub struct LastRun {
@@ -71,6 +84,8 @@ pub struct ProbeState {
     /// Boxed: most probes never take a detour, and each would otherwise carry its room.
     pub detour: Option<Box<Detour>>,
     pub kept: Kept,
+    /// The latest runs, oldest first, at most `HISTORY`.
+    pub history: std::collections::VecDeque<PastRun>,
 }
 
 /// A run of the probe through a resolver that answers, while its own resolver fails.
@@ -102,6 +117,7 @@ impl ProbeState {
             last_tls: None,
             failing_since: None,
             detour: None,
+            history: std::collections::VecDeque::new(),
         }
     }
 
@@ -225,6 +241,17 @@ impl ProbeState {
             self.detour = None;
         }
         self.durations.observe(duration.as_secs_f64());
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        let at = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.history.push_back(PastRun {
+            at: u32::try_from(at).unwrap_or(u32::MAX),
+            millis: u16::try_from(duration.as_millis()).unwrap_or(u16::MAX),
+            ok: failure.is_none(),
+        });
         // A detour stands only while this probe's own resolver is what fails.
         if !failure.is_some_and(|r| crate::failure::DNS_REASONS.contains(&r)) {
             self.detour = None;
