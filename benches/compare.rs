@@ -26,6 +26,7 @@
 //! | `AUTHWATCH_COMPARE_WARMUP_SECS` | interval + 10 | from start to the window |
 //! | `AUTHWATCH_COMPARE_SCRAPES` | `50` | timed GETs of `/metrics` after the window, probes still running |
 //! | `AUTHWATCH_COMPARE_FLOOR_SECS` | `5` | how long the rustls floor is measured |
+//! | `AUTHWATCH_COMPARE_FAILURE_SERIES` | unset (`all`) | authwatch's `global.failure_series`: `active` exports only the failure reason that is 1 |
 //! | `AUTHWATCH_COMPARE_SEQUENTIAL` | `0` | `1`: authwatch's window, then blackbox_exporter's (each with its own Prometheus), instead of both in one window; for a machine too small to run both at 10k |
 //!
 //! How each figure is taken:
@@ -645,6 +646,10 @@ fn authwatch_config(f: &Files, nginx: u16, n: usize, interval: &str) -> String {
         f.dns_trap.local_addr().expect("DNS trap address").port(),
         f.pki.ca_pem_path().display(),
     );
+    // Either form of the failure gauge (all | active), so both costs can be measured.
+    if let Ok(form) = std::env::var("AUTHWATCH_COMPARE_FAILURE_SERIES") {
+        let _ = writeln!(y, "  failure_series: {form}");
+    }
     if n == 0 {
         y.push_str("probes: []\n");
     } else {
