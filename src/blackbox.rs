@@ -83,6 +83,12 @@ family!(
 );
 
 family!(
+    SSL_CHAIN_INFO,
+    "probe_ssl_last_chain_info",
+    Gauge,
+    "Contains SSL leaf certificate information"
+);
+family!(
     HTTP_VERSION,
     "probe_http_version",
     Gauge,
@@ -109,6 +115,7 @@ family!(
 
 /// The families of a `/probe` answer (kinds add their own, e.g. `probe_dns_answer_rrs`).
 pub const FAMILIES: &[&Family] = &[
+    &SSL_CHAIN_INFO,
     &HTTP_VERSION,
     &HTTP_REDIRECTS,
     &HTTP_BODY_LENGTH,
@@ -240,6 +247,16 @@ fn render(
             if let Some(v) = &tls.version {
                 one(&mut e, &TLS_VERSION, &[("version", v.as_str())], 1.0);
             }
+            if let Some(l) = &tls.leaf {
+                let labels = [
+                    ("fingerprint_sha256", l.fingerprint_sha256.as_str()),
+                    ("subject", l.subject.as_str()),
+                    ("issuer", l.issuer.as_str()),
+                    ("subjectalternative", l.subject_alternative.as_str()),
+                    ("serialnumber", l.serial.as_str()),
+                ];
+                one(&mut e, &SSL_CHAIN_INFO, &labels, 1.0);
+            }
         }
         if let Some(o) = trace.clock_offset {
             one(&mut e, &CLOCK_OFFSET, &[], o.estimate);
@@ -349,6 +366,7 @@ pub async fn probe(
         Ok(s) => s,
         Err(e) => return text(400, format!("{e}\n")),
     };
+    spec.conn.leaf_details = true;
     if !allow_any {
         let (host, port) = (spec.settings.host(), spec.settings.port());
         match config.probe_allowlist.decide(&host, port) {

@@ -262,6 +262,22 @@ probes: []
         1.0
     );
     assert_eq!(expect_value(&body, "probe_ip_protocol", &[]), 4.0);
+    // blackbox's chain info names the server certificate the test CA issued.
+    let chain = find(
+        &body,
+        "probe_ssl_last_chain_info",
+        &[("subjectalternative", "localhost")],
+    );
+    assert_eq!(chain.len(), 1, "{body}");
+    let want: String =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.cert_der.as_ref())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    assert_eq!(chain[0].label("fingerprint_sha256"), Some(want.as_str()));
+    assert!(!chain[0].label("serialnumber").unwrap_or("").is_empty());
+    assert!(!chain[0].label("issuer").unwrap_or("").is_empty(), "{body}");
     let (out, ok) = promtool_check(&body);
     assert!(ok && out.trim().is_empty(), "promtool: {out}");
 

@@ -255,6 +255,7 @@ impl RawConnection {
                 server_name: tls.server_name.map(|t| t.0).filter(|s| !s.is_empty()),
                 roots,
                 guard: None,
+                leaf_details: false,
             },
             rule,
             roots_set: tls.roots.is_some(),

@@ -77,6 +77,8 @@ pub struct ConnSpec {
     /// The allowlist a `/probe` request's every connection is decided by; scheduled probes,
     /// which the operator wrote, have none.
     pub guard: Option<Arc<Allowlist>>,
+    /// Record who the server certificate names (`/probe` runs, for blackbox's chain info).
+    pub leaf_details: bool,
 }
 
 /// Which roots a chain is verified against.
@@ -441,7 +443,7 @@ impl HttpClient {
             )
         })?;
         let connector = tokio_rustls::TlsConnector::from(config);
-        let recorder = Arc::new(Recorder::default());
+        let recorder = Arc::new(Recorder::new(self.conn.leaf_details));
         let handshake = tls::recorded(recorder.clone(), connector.connect(server_name, tcp)).await;
         trace.update(|t| t.tls = recorder.info());
         let stream = handshake.map_err(|e| tls_failure(&recorder, &sni, &e))?;

@@ -257,6 +257,65 @@ pub struct TlsInfo {
     /// roots (yes: the local store lacks CA certificates; no: something intercepts TLS).
     pub reference_verified: Option<bool>,
     pub chain_len: usize,
+    /// Who the server certificate names, for blackbox's `probe_ssl_last_chain_info`; only
+    /// `/probe` runs ask for it (a scheduled probe would keep the strings for nothing).
+    pub leaf: Option<Box<LeafDetails>>,
+}
+
+/// The server certificate's identity, as blackbox_exporter labels it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeafDetails {
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint_sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    /// The DNS names and addresses, comma-separated.
+    pub subject_alternative: String,
+    /// Lowercase hex.
+    pub serial: String,
+}
+
+impl LeafDetails {
+    fn of(cert: &CertificateDer<'_>) -> Option<LeafDetails> {
+        use x509_parser::extensions::GeneralName;
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref());
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let sans = parsed
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        GeneralName::DNSName(d) => Some(d.to_string()),
+                        GeneralName::IPAddress(ip) => match ip.len() {
+                            4 => <[u8; 4]>::try_from(*ip)
+                                .ok()
+                                .map(|a| std::net::Ipv4Addr::from(a).to_string()),
+                            16 => <[u8; 16]>::try_from(*ip)
+                                .ok()
+                                .map(|a| std::net::Ipv6Addr::from(a).to_string()),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        // Remote text becomes labels: bounded like every other label.
+        let cut = |s: String| crate::failure::bounded(&s, 256).to_string();
+        Some(LeafDetails {
+            fingerprint_sha256: hex(digest.as_ref()),
+            subject: cut(parsed.subject().to_string()),
+            issuer: cut(parsed.issuer().to_string()),
+            subject_alternative: cut(sans),
+            serial: cut(hex(parsed.raw_serial())),
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -281,6 +340,8 @@ pub struct RecordingVerifier {
 #[derive(Debug, Default)]
 pub struct Recorder {
     seen: Mutex<Seen>,
+    /// Whether `info` names the server certificate (`/probe` runs).
+    leaf_details: bool,
 }
 
 tokio::task_local! {
@@ -306,6 +367,14 @@ impl RecordingVerifier {
 }
 
 impl Recorder {
+    /// A recorder for one handshake; `leaf_details` asks for the server certificate's names.
+    pub fn new(leaf_details: bool) -> Recorder {
+        Recorder {
+            leaf_details,
+            ..Recorder::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         crate::lock(&self.seen)
     }
@@ -324,6 +393,12 @@ impl Recorder {
             verified: matches!(seen.verdict, Some(Ok(()))),
             reference_verified: seen.reference_verified,
             chain_len: seen.chain.len(),
+            leaf: seen
+                .chain
+                .first()
+                .filter(|_| self.leaf_details)
+                .and_then(LeafDetails::of)
+                .map(Box::new),
         })
     }
 
