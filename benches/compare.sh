@@ -17,22 +17,9 @@ need_pkgs=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx-light)
 # gzip measures what /metrics would be compressed, and unpacks what was served compressed.
 command -v gzip >/dev/null 2>&1 || need_pkgs+=(gzip)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing ${need_pkgs[*]}: run as root or install them first:" >&2
-    echo "  apt-get install --no-install-recommends ${need_pkgs[*]}" >&2
-    exit 1
-  fi
-  # The packages' services would otherwise start on install and listen on every interface;
-  # the benchmark starts its own copies on 127.0.0.1.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-install.sh
+. scripts/apt-install.sh
+apt_install "${need_pkgs[@]}"
 
 echo "== cargo build --release --locked"
 cargo build --release --locked --quiet

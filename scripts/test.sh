@@ -15,20 +15,9 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-ale
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 # The descriptor-exhaustion test lowers a running daemon's limit with prlimit.
 command -v prlimit >/dev/null 2>&1 || need_pkgs+=(util-linux)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing ${need_pkgs[*]}: run as root or install them (apt-get install ${need_pkgs[*]})" >&2
-    exit 1
-  fi
-  # Keep packages from starting their services on install.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+# shellcheck source=scripts/apt-install.sh
+. scripts/apt-install.sh
+apt_install "${need_pkgs[@]}"
 
 # --locked everywhere: the Dockerfile builds with --locked, so a Cargo.lock out of step with
 # Cargo.toml fails here first (and cargo only resolves what this platform builds, so no

@@ -55,6 +55,9 @@ skip() {
 
 # ------------------------------------------------------------------------------ installs
 
+# shellcheck source=scripts/apt-install.sh
+. scripts/apt-install.sh
+
 install_debian_packages() {
   local pkgs=()
   command -v docker-compose >/dev/null 2>&1 || pkgs+=(docker-compose)
@@ -65,22 +68,7 @@ install_debian_packages() {
   # docker-py (a docker-compose dependency) implements .dockerignore the way Docker does.
   /usr/bin/python3 -c 'import docker, yaml' >/dev/null 2>&1 || pkgs+=(python3-docker python3-yaml)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs+=(python3-venv)
-  if [ ${#pkgs[@]} -eq 0 ]; then
-    return 0
-  fi
-  echo "installing Debian packages: ${pkgs[*]}"
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing ${pkgs[*]}: run as root or apt-get install them" >&2
-    return 1
-  fi
-  # Keep packages (prometheus, alertmanager) from starting their services on install.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq &&
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  apt_install "${pkgs[@]}"
 }
 
 install_python_tools() {
@@ -278,7 +266,7 @@ systemd_security() {
   return $rc
 }
 
-run "shellcheck" shellcheck scripts/validate-deploy.sh deploy/docker-healthcheck.sh
+run "shellcheck" shellcheck -x scripts/validate-deploy.sh scripts/test.sh scripts/apt-install.sh benches/compare.sh deploy/docker-healthcheck.sh
 run "hadolint" "$VENV/bin/hadolint" deploy/Dockerfile
 run "docker build context (.dockerignore)" docker_context
 run "container health check (deploy/docker-healthcheck.sh)" healthcheck_live

@@ -204,14 +204,6 @@ impl App {
         *current = next;
     }
 
-    /// The `/metrics` body and its content type.
-    pub fn render_metrics(&self, openmetrics: bool) -> (String, &'static str) {
-        let mut e = crate::encode::Encoder::new(openmetrics);
-        self.render_metrics_into(&mut e);
-        let ct = e.content_type();
-        (e.finish(), ct)
-    }
-
     /// Renders `/metrics` into `e` (which may stream it out as it goes).
     pub fn render_metrics_into(&self, e: &mut crate::encode::Encoder) {
         let probes = self.store.snapshot();

@@ -1,13 +1,17 @@
 //! Checks the Prometheus side in deploy/prometheus: promtool accepts the rules and the config and
 //! passes the rule unit tests, and the alerts agree with the diagnosis causes of the daemon.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use authwatch::diagnosis::Cause;
 use serde::Deserialize;
+
+#[path = "common/rules.rs"]
+mod rules;
+use rules::alert_name;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -60,28 +64,6 @@ fn test_files() -> Vec<PathBuf> {
 }
 
 #[derive(Debug, Deserialize)]
-struct RuleFile {
-    groups: Vec<Group>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Group {
-    name: String,
-    rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    alert: Option<String>,
-    record: Option<String>,
-    expr: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
 struct TestFile {
     #[serde(default)]
     group_eval_order: Vec<String>,
@@ -103,35 +85,6 @@ struct AlertTest {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-fn rules() -> RuleFile {
-    let path = prometheus_dir().join("alerts.yml");
-    serde_saphyr::from_str(&read(&path))
-        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-fn alerts(file: &RuleFile) -> Vec<(&str, &Rule)> {
-    file.groups
-        .iter()
-        .flat_map(|g| &g.rules)
-        .filter_map(|r| r.alert.as_deref().map(|name| (name, r)))
-        .collect()
-}
-
-/// `dns_resolver_broken` → `AuthDnsResolverBroken`; a leading `auth` is not repeated:
-/// `auth_fail_open` → `AuthFailOpen`.
-fn alert_name(cause: Cause) -> String {
-    let label = cause.as_label();
-    let mut name = String::from("Auth");
-    for word in label.strip_prefix("auth_").unwrap_or(label).split('_') {
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            name.extend(first.to_uppercase());
-            name.push_str(chars.as_str());
-        }
-    }
-    name
 }
 
 #[test]
@@ -158,8 +111,8 @@ fn promtool_test_rules() {
 
 #[test]
 fn one_alert_per_cause_with_the_daemons_texts() {
-    let file = rules();
-    let alerts = alerts(&file);
+    let file = rules::load();
+    let alerts = file.alerts();
     for cause in Cause::ALL {
         let label = cause.as_label();
         let matching: Vec<_> = alerts
@@ -218,13 +171,13 @@ fn one_alert_per_cause_with_the_daemons_texts() {
 
 #[test]
 fn every_alert_is_documented_and_unique() {
-    let file = rules();
+    let file = rules::load();
     assert!(
         file.groups.iter().any(|g| g.name == "authwatch.rules"),
         "the recording rules live in group authwatch.rules"
     );
     let mut names = BTreeSet::new();
-    for (name, rule) in alerts(&file) {
+    for (name, rule) in file.alerts() {
         assert!(names.insert(name), "alert {name} is defined twice");
         let severity = rule.labels.get("severity").map(String::as_str);
         // An alert aggregating cause alerts (AuthCauseSeenEverywhere) keeps their severity, one of
@@ -268,7 +221,7 @@ fn every_alert_is_documented_and_unique() {
 
 #[test]
 fn every_alert_has_unit_tests_that_fire_and_stay_silent() {
-    let file = rules();
+    let file = rules::load();
     let (mut fired, mut silent) = (BTreeSet::new(), BTreeSet::new());
     for path in test_files() {
         let tests: TestFile = serde_saphyr::from_str(&read(&path))
@@ -289,7 +242,7 @@ fn every_alert_has_unit_tests_that_fire_and_stay_silent() {
             }
         }
     }
-    for (name, _) in alerts(&file) {
+    for (name, _) in file.alerts() {
         assert!(fired.contains(name), "no unit test expects {name} to fire");
         assert!(
             silent.contains(name),

@@ -16,6 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+#[path = "common/rules.rs"]
+mod rules;
+use rules::Rule;
 use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -92,25 +96,6 @@ const EXPECTED: &[(&str, &[Selector])] = &[
 // ------------------------------------------------------------------------------ files
 
 #[derive(Debug, Deserialize)]
-struct RuleFile {
-    groups: Vec<Group>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Group {
-    rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    alert: Option<String>,
-    #[serde(rename = "for")]
-    for_: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
 struct TestFile {
     tests: Vec<TestGroup>,
 }
@@ -160,16 +145,6 @@ fn read(rel: &str) -> String {
 
 fn parse<T: for<'de> Deserialize<'de>>(rel: &str) -> T {
     serde_saphyr::from_str(&read(rel)).unwrap_or_else(|e| panic!("parsing {rel}: {e}"))
-}
-
-/// The alerts of deploy/prometheus/alerts.yml, by name.
-fn alert_rules() -> BTreeMap<String, Rule> {
-    let file: RuleFile = parse("deploy/prometheus/alerts.yml");
-    file.groups
-        .into_iter()
-        .flat_map(|g| g.rules)
-        .filter_map(|r| r.alert.clone().map(|name| (name, r)))
-        .collect()
 }
 
 /// A Prometheus duration of one unit ("90s", "5m", "1h"), in seconds.
@@ -241,7 +216,7 @@ fn faults(rules: &BTreeMap<String, Rule>) -> Vec<Fault> {
 
 #[test]
 fn every_alert_is_classified_for_the_inhibit_rules() {
-    let rules = alert_rules();
+    let rules = rules::load().into_alerts();
     for (name, rule) in &rules {
         let class = rule
             .labels
@@ -311,7 +286,7 @@ fn every_alert_is_classified_for_the_inhibit_rules() {
 /// in the same evaluation, well inside `group_wait`.
 #[test]
 fn causes_fire_no_later_than_the_symptoms_they_hold_back() {
-    let rules = alert_rules();
+    let rules = rules::load().into_alerts();
     let of_class = |class: &str| -> Vec<(&String, u64)> {
         rules
             .iter()
@@ -339,7 +314,7 @@ fn causes_fire_no_later_than_the_symptoms_they_hold_back() {
 
 #[test]
 fn amtool_routes_every_firing_alert_to_a_receiver() {
-    let rules = alert_rules();
+    let rules = rules::load().into_alerts();
     let mut seen = BTreeSet::new();
     for fault in faults(&rules) {
         for (labels, _) in &fault.alerts {
@@ -642,7 +617,7 @@ fn check(name: &str, posted: usize, want: &[Selector], got: &Replay) -> Result<(
 
 #[test]
 fn one_fault_pages_once_through_a_live_alertmanager() {
-    let rules = alert_rules();
+    let rules = rules::load().into_alerts();
     let faults = faults(&rules);
     let names: BTreeSet<&str> = faults.iter().map(|f| f.name.as_str()).collect();
     let expected: BTreeSet<&str> = EXPECTED.iter().map(|(n, _)| *n).collect();
@@ -673,7 +648,7 @@ fn one_fault_pages_once_through_a_live_alertmanager() {
 /// the other vantage, nor one at a vantage of another Prometheus (`site`) with the same instance.
 #[test]
 fn inhibition_stays_within_its_vantage() {
-    let rules = alert_rules();
+    let rules = rules::load().into_alerts();
     let faults = faults(&rules);
     let dns = faults
         .iter()

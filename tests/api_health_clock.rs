@@ -50,12 +50,7 @@ probes:
 "#
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 6,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(6, Duration::from_secs(10)).await;
     assert_eq!(
         expect_value(&text, "authwatch_probe_success", &[("probe", "pass")]),
         1.0,
@@ -175,12 +170,7 @@ probes:
         ahead.port()
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 4,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(4, Duration::from_secs(10)).await;
     let off = expect_value(
         &text,
         "authwatch_clock_offset_seconds",

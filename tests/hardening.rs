@@ -62,12 +62,7 @@ async fn huge_remote_strings_stay_bounded() {
         p = server.port()
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 2,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(2, Duration::from_secs(10)).await;
     println!(
         "with a 200 KB kid and a 200 KB alg: /metrics {} bytes",
         text.len()
@@ -118,12 +113,7 @@ async fn a_failing_check_past_max_checks_still_fails() {
         server.port()
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 1,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(1, Duration::from_secs(10)).await;
     assert_eq!(
         reason_of(&text, "api").as_deref(),
         Some("health_check_failed")
@@ -154,12 +144,7 @@ async fn a_ca_certificate_served_as_the_leaf_is_an_issuer_question() {
         server.port()
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 1,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(1, Duration::from_secs(10)).await;
     assert_eq!(
         reason_of(&text, "x509-default").as_deref(),
         Some("tls_unknown_issuer")

@@ -360,28 +360,9 @@ async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (Stri
     let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
     let mut body = all[split + 4..].to_vec();
     if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
+        body = common::http::decode_chunked(&body).expect("a complete chunked body");
     }
     (head, body)
-}
-
-/// The payload of a chunked body: `size-in-hex CRLF data CRLF`, until a zero size.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_text = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .expect("chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = &raw[eol + 2 + size + 2..];
-    }
 }
 
 /// `/metrics` is gzipped when the scraper asks (as Prometheus does), never when it refuses

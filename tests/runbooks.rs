@@ -13,11 +13,14 @@
 //! AUTHWATCH_UPDATE_RUNBOOKS=1 cargo test --test runbooks
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use authwatch::diagnosis::Cause;
-use serde::Deserialize;
+
+#[path = "common/rules.rs"]
+mod rules;
+use rules::alert_name;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BEGIN: &str = "<!-- generated from src/diagnosis/cause.rs: do not edit -->";
@@ -58,21 +61,6 @@ fn write(path: &Path, text: &str) {
     std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("writing {}: {e}", tmp.display()));
     std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("renaming {}: {e}", tmp.display()));
     eprintln!("wrote {}", path.display());
-}
-
-/// `dns_resolver_broken` → `AuthDnsResolverBroken`; a leading `auth` is not repeated (as
-/// tests/alert_rules.rs names them).
-fn alert_name(cause: Cause) -> String {
-    let label = cause.as_label();
-    let mut name = String::from("Auth");
-    for word in label.strip_prefix("auth_").unwrap_or(label).split('_') {
-        let mut chars = word.chars();
-        if let Some(first) = chars.next() {
-            name.extend(first.to_uppercase());
-            name.push_str(chars.as_str());
-        }
-    }
-    name
 }
 
 /// The text as Markdown that renders to it: outside code spans `<` would open an HTML tag
@@ -268,37 +256,6 @@ fn every_cause_has_a_runbook_in_step_with_the_cause_table() {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
-#[derive(Debug, Deserialize)]
-struct RuleFile {
-    groups: Vec<Group>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Group {
-    rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    alert: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-/// The alerts of deploy/prometheus/alerts.yml: name, labels, annotations.
-fn alerts() -> Vec<(String, Rule)> {
-    let path = Path::new(ROOT).join("deploy/prometheus/alerts.yml");
-    let file: RuleFile = serde_saphyr::from_str(&read(&path))
-        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
-    file.groups
-        .into_iter()
-        .flat_map(|g| g.rules)
-        .filter_map(|r| r.alert.clone().map(|n| (n, r)))
-        .collect()
-}
-
 /// The pages in docs/runbooks/, by file name.
 fn pages() -> BTreeSet<String> {
     std::fs::read_dir(dir())
@@ -312,7 +269,7 @@ fn pages() -> BTreeSet<String> {
 fn every_alert_links_to_a_runbook_that_exists() {
     let pages = pages();
     let mut problems = Vec::new();
-    for (name, rule) in alerts() {
+    for (name, rule) in rules::load().into_alerts() {
         let Some(url) = rule.annotations.get("runbook_url") else {
             problems.push(format!("{name}: no runbook_url annotation"));
             continue;
@@ -363,7 +320,8 @@ fn no_runbook_for_a_cause_or_alert_that_does_not_exist() {
         .iter()
         .map(|c| format!("{}.md", c.as_label()))
         .collect();
-    let alerts: BTreeSet<String> = alerts()
+    let alerts: BTreeSet<String> = rules::load()
+        .into_alerts()
         .into_iter()
         .filter(|(_, r)| !r.labels.contains_key("cause"))
         .map(|(n, _)| format!("{n}.md"))

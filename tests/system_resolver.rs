@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::daemon::Daemon;
 use common::dns::{Behavior, DnsServer};
 use common::http::{ResponseSpec, TestServer};
-use common::prom::{expect_value, find, reason_of};
+use common::prom::{expect_value, reason_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_service_names_resolve_through_the_search_list() {
@@ -45,12 +45,7 @@ probes:
         api = api.port(),
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 2,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(2, Duration::from_secs(10)).await;
     assert_eq!(
         expect_value(
             &text,

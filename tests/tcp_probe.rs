@@ -56,12 +56,7 @@ probes:
         dns = dns.addr(),
     );
     let d = Daemon::start(&yaml, &[]).await;
-    let text = d
-        .wait_for(
-            |t| find(t, "authwatch_probe_success", &[]).len() == 5,
-            Duration::from_secs(10),
-        )
-        .await;
+    let text = d.wait_for_runs(5, Duration::from_secs(10)).await;
     for ok in ["open", "by-hosts", "by-dns"] {
         assert_eq!(
             expect_value(&text, "authwatch_probe_success", &[("probe", ok)]),

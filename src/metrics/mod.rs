@@ -346,20 +346,7 @@ fn per_probe(
     }
 }
 
-/// Renders every family. `now` is the scrape time.
-pub fn render(
-    probes: &[Arc<ProbeState>],
-    g: &Globals,
-    openmetrics: bool,
-    now: SystemTime,
-) -> (String, &'static str) {
-    let mut e = Encoder::new(openmetrics);
-    render_into(&mut e, probes, g, now);
-    let ct = e.content_type();
-    (e.finish(), ct)
-}
-
-/// Renders every family into `e`, which may be streaming.
+/// Renders every family into `e` (which may be streaming); `now` is the scrape time.
 pub fn render_into(e: &mut Encoder, probes: &[Arc<ProbeState>], g: &Globals, now: SystemTime) {
     render_runs(e, probes, g.failure_zeros);
     render_detours(e, probes, g.failure_zeros);

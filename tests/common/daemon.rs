@@ -305,6 +305,15 @@ impl Daemon {
 
     /// Polls /metrics every 100 ms until `pred` accepts it; returns that text. Panics with the
     /// last text seen and the daemon's logs on timeout.
+    /// `/metrics` once `probes` probes have finished a run (each exports its success then).
+    pub async fn wait_for_runs(&self, probes: usize, timeout: Duration) -> String {
+        self.wait_for(
+            |t| super::prom::find(t, "authwatch_probe_success", &[]).len() == probes,
+            timeout,
+        )
+        .await
+    }
+
     pub async fn wait_for(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
