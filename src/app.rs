@@ -42,6 +42,7 @@ pub struct App {
     diagnosis_task: Mutex<Option<JoinHandle<()>>>,
     /// What the web server's limits turned away, for `/metrics`.
     pub web: crate::limits::WebCounters,
+    probe_rt: scheduler::ProbeRuntime,
 }
 
 impl App {
@@ -59,6 +60,7 @@ impl App {
             diagnosis: Mutex::new(Diagnosis::default()),
             diagnosis_task: Mutex::new(None),
             web: Default::default(),
+            probe_rt: scheduler::ProbeRuntime::start(),
         });
         app.apply(config);
         let weak = Arc::downgrade(&app);
@@ -137,7 +139,7 @@ impl App {
                         t.abort();
                     }
                     let probe = Arc::new(Probe::new(spec, &deps));
-                    scheduler::spawn(probe, state, slot, config.global.jitter)
+                    scheduler::spawn(&self.probe_rt, probe, state, slot, config.global.jitter)
                 }
             };
             running.tasks.insert(name, task);

@@ -396,8 +396,24 @@ impl Kind for Dns {
 
 /// A (resolver, name) pair fails when none of its record types gave an answer; NODATA for
 /// AAAA alone is normal for IPv4-only hosts. The first failing pair, in configured order,
-/// names the run's reason.
+/// names the run's reason — unless a lookup could not get a socket at all: a run that ran out
+/// of descriptors observed the daemon, not the network, so that names the run wherever in the
+/// order it happened (which lookups got a socket first is up to the scheduler).
 fn first_failure(lookups: &[DnsLookup]) -> Option<Failure> {
+    if let Some(l) = lookups
+        .iter()
+        .find(|l| l.failure == Some(Reason::LocalResourcesExhausted))
+    {
+        return Some(Failure::new(
+            Reason::LocalResourcesExhausted,
+            format!(
+                "resolver {}: {} {}: no socket (local_resources_exhausted)",
+                l.resolver.label(),
+                l.name,
+                type_label(l.rtype)
+            ),
+        ));
+    }
     let mut pairs: Vec<(&ResolverSpec, &str)> = Vec::new();
     for l in lookups {
         if !pairs.contains(&(&l.resolver, l.name.as_str())) {
