@@ -10,6 +10,7 @@ need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need_pkgs+=(prometheus-blackbox-exporter)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 # The no-route diagnosis test runs the daemon in a network namespace (ip netns).
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)

@@ -107,6 +107,12 @@ family!(
     "Length of uncompressed response body"
 );
 family!(
+    HTTP_LAST_MODIFIED,
+    "probe_http_last_modified_timestamp_seconds",
+    Gauge,
+    "Returns the Last-Modified HTTP response header in unixtime"
+);
+family!(
     FAILED_REGEX,
     "probe_failed_due_to_regex",
     Gauge,
@@ -119,6 +125,7 @@ pub const FAMILIES: &[&Family] = &[
     &HTTP_VERSION,
     &HTTP_REDIRECTS,
     &HTTP_BODY_LENGTH,
+    &HTTP_LAST_MODIFIED,
     &FAILED_REGEX,
     &SUCCESS,
     &DURATION,
@@ -193,6 +200,18 @@ fn render(
     };
     let failure = result.failure.as_ref().map(|f| f.reason);
     one(&mut e, &DNS_LOOKUP, &[], trace.phase_secs(Phase::Resolve));
+    // Every blackbox prober reports the address family (tests/blackbox_compat.rs).
+    one(
+        &mut e,
+        &IP_PROTOCOL,
+        &[],
+        trace.ip_protocol.map(f64::from).unwrap_or(0.0),
+    );
+    if kind == KindId::Tcp {
+        // blackbox's tcp prober has it for its query_response expectations; a tcp module here
+        // has none, so it is always 0, but rules written for blackbox find it.
+        one(&mut e, &FAILED_REGEX, &[], 0.0);
+    }
     if kind.is_http() {
         e.header(&HTTP_PHASES);
         for p in Phase::ALL {
@@ -230,13 +249,11 @@ fn render(
             &[],
             trace.body_bytes.map(|b| b as f64).unwrap_or(0.0),
         );
+        // As blackbox: only when the response had a Last-Modified that parsed.
+        if let Some(t) = trace.last_modified {
+            one(&mut e, &HTTP_LAST_MODIFIED, &[], t);
+        }
         one(&mut e, &FAILED_REGEX, &[], 0.0);
-        one(
-            &mut e,
-            &IP_PROTOCOL,
-            &[],
-            trace.ip_protocol.map(f64::from).unwrap_or(0.0),
-        );
         if let Some(tls) = &trace.tls {
             if let Some(t) = tls.earliest_not_after {
                 one(&mut e, &SSL_EARLIEST, &[], t as f64);

@@ -145,6 +145,14 @@ impl Response {
     }
 }
 
+/// `Last-Modified` in Unix seconds. A server's header is untrusted input: anything that is
+/// not one HTTP date (the three forms Go's `http.ParseTime` takes, so blackbox agrees) gives
+/// `None`, and a parsed date is a year in 1970..=9999, so the value is bounded.
+fn last_modified(headers: &HeaderMap) -> Option<f64> {
+    let value = headers.get(http::header::LAST_MODIFIED)?.to_str().ok()?;
+    Some(secs(httpdate::parse_http_date(value.trim()).ok()?))
+}
+
 /// An HTTP client bound to one probe's connection settings. It keeps no connections between
 /// runs: each run measures a full resolve, connect and handshake, as the API's first fetch would.
 #[derive(Debug)]
@@ -479,7 +487,12 @@ impl HttpClient {
             let response = sender.send_request(request).await.map_err(proto)?;
             let received_at = SystemTime::now();
             let status = response.status().as_u16();
-            trace.update(|t| t.status_code = Some(status));
+            // Every response replaces the last one's: blackbox reports the final response's.
+            let last_modified = last_modified(response.headers());
+            trace.update(|t| {
+                t.status_code = Some(status);
+                t.last_modified = last_modified;
+            });
             trace.enter(Phase::Transfer);
             let (parts, body) = response.into_parts();
             let buf = self.read_body(body, target, trace).await?;

@@ -61,6 +61,9 @@ pub struct TraceData {
     pub ip_protocol: Option<u8>,
     pub status_code: Option<u16>,
     pub body_bytes: Option<u64>,
+    /// The last response's `Last-Modified`, in Unix seconds, when it parsed; blackbox's
+    /// `probe_http_last_modified_timestamp_seconds`.
+    pub last_modified: Option<f64>,
     /// Local clock minus the server's `Date`, in seconds.
     pub clock_offset: Option<crate::net::http::ClockOffset>,
     /// What the `/probe` allowlist kept the run from dialling: `host:port` or an address.

@@ -37,7 +37,8 @@ pub fn encode(v: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
+/// A port free on 127.0.0.1 a moment ago, for servers that take their address as a flag.
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
     l.local_addr().expect("local addr").port()
 }
@@ -54,6 +55,17 @@ impl Prometheus {
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 900ms\nrule_files:\n{}scrape_configs:\n  - job_name: authwatch\n    static_configs:\n      - targets: ['{target}']\n",
             rules.concat()
         );
+        Self::start_in(dir, &config).await
+    }
+
+    /// Starts Prometheus with a whole `prometheus.yml` the test wrote, e.g. several scrape
+    /// jobs in the form an operator would write them.
+    pub async fn start_with_config(config: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir for prometheus");
+        Self::start_in(dir, config).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, config: &str) -> Prometheus {
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let port = free_port();
