@@ -1654,6 +1654,27 @@ async fn compare(s: &Settings, n: usize) {
         &rows,
     );
     say("");
+    // What one healthy probe costs, by family: the figure row 6 is about.
+    let mut own: Vec<(String, usize)> = Vec::new();
+    for l in a
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("probe=\"j0\""))
+    {
+        let name = l.split(['{', ' ']).next().unwrap_or("").to_string();
+        match own.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => own.push((name, 1)),
+        }
+    }
+    say(&format!(
+        "series of probe j0 by family: {}",
+        own.iter()
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    say("");
     for (i, p) in phases.iter().enumerate() {
         say(&format!(
             "load average, window {}: {} at start, {} at end ({} CPUs)",

@@ -1,7 +1,7 @@
 //! The running daemon: the configuration in force, the probes' tasks, the diagnosis loop and
 //! the shared state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,7 +23,10 @@ use crate::store::Store;
 /// The configuration in force and the task of each probe.
 #[derive(Debug, Default)]
 struct Running {
-    config: Option<Config>,
+    /// Without its probes: they are in `specs`, shared with the tasks, so that thousands of
+    /// probe settings are held once (and `/probe` takes the modules without copying them).
+    config: Option<Arc<Config>>,
+    specs: HashMap<String, Arc<ProbeSpec>>,
     tasks: BTreeMap<String, JoinHandle<()>>,
 }
 
@@ -47,7 +50,7 @@ pub struct App {
 
 impl App {
     /// Starts every probe of `config` and the diagnosis loop.
-    pub fn start(config: &Config, config_path: Option<PathBuf>) -> Arc<App> {
+    pub fn start(config: Config, config_path: Option<PathBuf>) -> Arc<App> {
         let app = Arc::new(App {
             store: Arc::new(Store::new()),
             config_path,
@@ -83,9 +86,10 @@ impl App {
     pub fn reload(&self) -> Result<usize, String> {
         match Config::load(self.config_path.as_deref()) {
             Ok(config) => {
-                self.apply(&config);
-                tracing::info!(config = %config.source, probes = config.probes.len(), "configuration reloaded");
-                Ok(config.probes.len())
+                let (source, probes) = (config.source.clone(), config.probes.len());
+                self.apply(config);
+                tracing::info!(config = %source, probes, "configuration reloaded");
+                Ok(probes)
             }
             Err(e) => {
                 lock(&self.store.reload).successful = false;
@@ -98,8 +102,10 @@ impl App {
     /// Makes `config` the running configuration. Probes whose settings did not change keep
     /// their state (counters, JWKS freshness and rotations) and, when the global settings did
     /// not change either, their running task; removed probes and their series disappear.
-    fn apply(&self, config: &Config) {
+    fn apply(&self, mut config: Config) {
         let mut running = lock(&self.running);
+        let probes = std::mem::take(&mut config.probes);
+        let old_specs = std::mem::take(&mut running.specs);
         let old = running.config.take();
         let trust_same = old.as_ref().is_some_and(|o| {
             o.global.trust_store_file == config.global.trust_store_file
@@ -112,17 +118,16 @@ impl App {
             ));
         }
         let global_same = trust_same && old.as_ref().is_some_and(|o| o.global == config.global);
-        let unchanged = |spec: &ProbeSpec| {
-            old.as_ref()
-                .and_then(|o| o.probes.iter().find(|p| p.name == spec.name))
-                .is_some_and(|p| p == spec)
-        };
-        let deps = self.deps_for(config);
-        let specs: Vec<_> = config
-            .probes
-            .iter()
-            .map(|p| (Arc::new(p.clone()), unchanged(p)))
+        let deps = self.deps_for(&config);
+        // An unchanged probe keeps the spec its task already shares.
+        let specs: Vec<(Arc<ProbeSpec>, bool)> = probes
+            .into_iter()
+            .map(|p| match old_specs.get(&p.name) {
+                Some(o) if **o == p => (o.clone(), true),
+                _ => (Arc::new(p), false),
+            })
             .collect();
+        drop(old_specs);
         let states = self.store.set_probes(&specs);
         let mut previous = std::mem::take(&mut running.tasks);
         let placed: Vec<(&str, std::time::Duration)> = specs
@@ -132,6 +137,7 @@ impl App {
         let slots = scheduler::slots(&placed, scheduler::host_seed());
         for (((spec, keep), state), slot) in specs.into_iter().zip(states).zip(slots) {
             let name = spec.name.clone();
+            running.specs.insert(name.clone(), spec.clone());
             let task = match previous.remove(&name) {
                 Some(task) if keep && global_same => task,
                 other => {
@@ -147,8 +153,8 @@ impl App {
         for (_, t) in previous {
             t.abort();
         }
-        running.config = Some(config.clone());
         *lock(&self.diagnosis_spec) = config.diagnosis.clone();
+        running.config = Some(Arc::new(config));
         let mut reload = lock(&self.store.reload);
         reload.successful = true;
         reload.last_success = SystemTime::now();
@@ -255,8 +261,8 @@ impl App {
         }
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> Option<Config> {
+    /// The configuration in force, without its probes (see `Running::config`).
+    pub fn config(&self) -> Option<Arc<Config>> {
         lock(&self.running).config.clone()
     }
 

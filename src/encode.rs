@@ -190,11 +190,14 @@ impl Encoder {
         sum: f64,
         count: u64,
     ) {
+        // One buffer for every bound: a scrape writes a bucket line per bound per probe.
+        let mut le = String::with_capacity(16);
         for (b, c) in bounds.iter().zip(cumulative) {
-            let le = if b.fract() == 0.0 {
-                format!("{b:.1}")
+            le.clear();
+            let _ = if b.fract() == 0.0 {
+                write!(le, "{b:.1}")
             } else {
-                format!("{b}")
+                write!(le, "{b}")
             };
             self.line(f.name, "_bucket", labels, Some(("le", &le)), *c as f64);
         }

@@ -173,9 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_probe_runs = limits.probe_runs,
         "limits"
     );
-    let app = App::start(&config, cli.config_file.clone());
-    // The app keeps its own copy; at thousands of probes this one is megabytes.
-    drop(config);
+    let app = App::start(config, cli.config_file.clone());
     let srv = Arc::new(Server::new(
         app.clone(),
         Authenticator::new(web.users),

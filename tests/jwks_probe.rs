@@ -222,13 +222,8 @@ async fn jwks_validation_freshness_rotation_and_pins() {
 
     // Rotation: the counter and the change time move.
     rotate.store(1, Ordering::SeqCst);
-    // Freshness: once fetches fail, last success stays and the age keeps growing.
+    // Freshness: once fetches fail, the age keeps growing.
     fail_flaky.store(1, Ordering::SeqCst);
-    let last_ok = expect_value(
-        &text,
-        "authwatch_jwks_last_success_timestamp_seconds",
-        &[("probe", "flaky")],
-    );
     let text = d
         .wait_for(
             |t| {
@@ -264,13 +259,6 @@ async fn jwks_validation_freshness_rotation_and_pins() {
     assert!(
         age2 >= age1 + 1.0,
         "age must grow while fetches fail: {age1} -> {age2}"
-    );
-    assert!(
-        expect_value(
-            &text,
-            "authwatch_jwks_last_success_timestamp_seconds",
-            &[("probe", "flaky")]
-        ) >= last_ok
     );
     // The last good key set is still exported: it is what a verifier has cached.
     assert_eq!(

@@ -32,12 +32,6 @@ family!(
     "Keys in the last successfully fetched JWKS."
 );
 family!(
-    JWKS_LAST_SUCCESS,
-    "authwatch_jwks_last_success_timestamp_seconds",
-    Gauge,
-    "Unix time of the last successful JWKS fetch."
-);
-family!(
     JWKS_AGE,
     "authwatch_jwks_age_seconds",
     Gauge,
@@ -350,7 +344,6 @@ impl Kind for Jwks {
     ]];
     const FAMILIES: &'static [&'static Family] = &[
         &JWKS_KEYS,
-        &JWKS_LAST_SUCCESS,
         &JWKS_AGE,
         &JWKS_LAST_CHANGE,
         &JWKS_ROTATIONS,
@@ -431,17 +424,11 @@ impl Kind for Jwks {
             .filter(|v| v.kept.last_success.is_some())
             .collect();
         type Get = fn(&JwksState) -> f64;
-        let simple: [(&Family, Get); 2] = [
-            (&JWKS_KEYS, |k| k.keys.len() as f64),
-            (&JWKS_LAST_SUCCESS, |k| {
-                k.last_success.map(unix).unwrap_or(0.0)
-            }),
-        ];
-        for (f, get) in simple {
-            e.header(f);
-            for v in &fetched {
-                e.sample(f, &v.labels(), get(v.kept));
-            }
+        // No last-success timestamp beside the age: it would be `time() - age`, one more
+        // series per probe saying the same thing.
+        e.header(&JWKS_KEYS);
+        for v in &fetched {
+            e.sample(&JWKS_KEYS, &v.labels(), v.kept.keys.len() as f64);
         }
         e.header(&JWKS_AGE);
         for v in views.iter().filter(|v| v.probe.ran()) {

@@ -14,11 +14,12 @@ use crate::net::trace::TraceData;
 use crate::probe::kind::View;
 use crate::probe::{Details, Kept, KindId, Member, ProbeSpec, RunResult};
 
-/// Upper bounds of the run-duration histogram, in seconds: seven, as every series is paid for
-/// on every probe. They split a loopback or same-region answer (≤ 25 ms), a typical one to
-/// Clerk (≤ 100/250 ms), a slow one (≤ 0.5/1 s), one near an SDK's patience (≤ 2.5 s) and one
-/// near the default deadline (≤ 10 s).
-pub const DURATION_BUCKETS: [f64; 7] = [0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Upper bounds of the run-duration histogram, in seconds: four, as every series is paid for
+/// on every probe (with `+Inf`, sum and count a histogram is seven series). They split a
+/// same-region answer (≤ 100 ms), a typical one to Clerk from afar (≤ 250 ms), a slow one
+/// (≤ 1 s) and one near an SDK's patience (≤ 5 s); above that, `+Inf` up to the deadline.
+/// The latest run's phases are in `authwatch_probe_phase_duration_seconds` at full precision.
+pub const DURATION_BUCKETS: [f64; 4] = [0.1, 0.25, 1.0, 5.0];
 
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
