@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::config::base::Role;
 use crate::diagnosis::{Cause, Diagnosis, Evidence, worst_clock_offset};
 use crate::net::trace::Phase;
 use crate::probe::kind_status;
@@ -227,11 +228,12 @@ impl StatusView {
             version: env!("CARGO_PKG_VERSION"),
             auth_healthy: diagnosis.auth_healthy,
             unexplained: diagnosis.unexplained(),
-            causes: diagnosis
-                .causes
-                .iter()
-                .map(|c| CauseView::of(*c, diagnosis))
-                .collect(),
+            causes: {
+                // The page is read top down: what blocks auth first.
+                let mut causes: Vec<Cause> = diagnosis.causes.iter().copied().collect();
+                causes.sort_by_key(|c| c.severity() != "critical");
+                causes.iter().map(|c| CauseView::of(*c, diagnosis)).collect()
+            },
             unexplained_evidence: diagnosis.residue.iter().map(EvidenceView::of).collect(),
             pending: diagnosis.pending.clone(),
             coverage: CoverageView {
@@ -242,11 +244,27 @@ impl StatusView {
             probes: probes
                 .iter()
                 .map(|p| {
-                    let by = diagnosis
-                        .evidence
-                        .iter()
-                        .find(|(_, ev)| ev.iter().any(|e| e.probe == p.name()))
-                        .map(|(c, _)| c.title());
+                    let named = |name: &str| {
+                        diagnosis
+                            .evidence
+                            .iter()
+                            .find(|(_, ev)| ev.iter().any(|e| e.probe == name))
+                            .map(|(c, _)| c.title())
+                    };
+                    // A consequence is explained by what explains the failing Clerk probes.
+                    let by = named(p.name()).or_else(|| {
+                        diagnosis
+                            .consequences
+                            .iter()
+                            .any(|c| c == p.name())
+                            .then(|| {
+                                probes
+                                    .iter()
+                                    .filter(|q| q.role() == Role::Clerk && q.failure().is_some())
+                                    .find_map(|q| named(q.name()))
+                            })
+                            .flatten()
+                    });
                     ProbeRow::of(p, now, by.filter(|_| p.failure().is_some()))
                 })
                 .collect(),

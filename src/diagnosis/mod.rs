@@ -63,6 +63,9 @@ pub struct Diagnosis {
     pub since: BTreeMap<Cause, SystemTime>,
     /// Failures no cause explains: contradictory evidence.
     pub residue: Vec<Evidence>,
+    /// API probes failing because the Clerk side fails too: what explains the Clerk probes
+    /// explains them (the status page says so on their rows).
+    pub consequences: Vec<String>,
     /// Auth-critical probes whose verdict waits for a run (the first, or one fresh enough to
     /// compare with).
     pub pending: Vec<String>,
@@ -179,6 +182,7 @@ pub fn diagnose(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Diagnosis {
     }
     let mut residue = Vec::new();
     let mut pending = Vec::new();
+    let mut consequences = Vec::new();
     let critical = probes.iter().filter(|p| p.role() != Role::Other);
     for p in critical {
         if !p.ran() {
@@ -202,6 +206,9 @@ pub fn diagnose(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Diagnosis {
                     detail,
                 },
             ),
+            attribute::Verdict::Consequence if consequences.len() < MAX_EVIDENCE => {
+                consequences.push(p.name().to_string())
+            }
             attribute::Verdict::Consequence => {}
             attribute::Verdict::Wait => pending.push(p.name().to_string()),
             // Bounded like every cause's evidence: the log line and labels carry them all.
@@ -246,6 +253,7 @@ pub fn diagnose(probes: &[Arc<ProbeState>], inputs: &Inputs) -> Diagnosis {
         since: BTreeMap::new(),
         residue,
         pending,
+        consequences,
         coverage: cov,
         auth_healthy,
         ran_any,
