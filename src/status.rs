@@ -232,7 +232,10 @@ impl StatusView {
                 // The page is read top down: what blocks auth first.
                 let mut causes: Vec<Cause> = diagnosis.causes.iter().copied().collect();
                 causes.sort_by_key(|c| c.severity() != "critical");
-                causes.iter().map(|c| CauseView::of(*c, diagnosis)).collect()
+                causes
+                    .iter()
+                    .map(|c| CauseView::of(*c, diagnosis))
+                    .collect()
             },
             unexplained_evidence: diagnosis.residue.iter().map(EvidenceView::of).collect(),
             pending: diagnosis.pending.clone(),

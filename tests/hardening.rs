@@ -372,6 +372,54 @@ probes: []
     assert_eq!(jwks_port.connections(), 0, "the jwks_uri was fetched");
 }
 
+/// Through a proxy the proxy resolves names, so the addresses a `/probe` run reaches cannot be
+/// checked here; the name and port of every request it makes, an OIDC `jwks_uri` included,
+/// still are, before the proxy is asked for a tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_probe_run_is_held_to_the_allowlist_too() {
+    let pki = TestPki::new();
+    let leaf = pki.good(&["localhost"]);
+    let jwks = TestServer::start_tls(&leaf, |_| ResponseSpec::json(200, r#"{"keys":[]}"#)).await;
+    let body = format!(
+        r#"{{"issuer":"x","jwks_uri":"https://localhost:{}/jwks"}}"#,
+        jwks.port()
+    );
+    let discovery =
+        TestServer::start_tls(&leaf, move |_| ResponseSpec::json(200, body.clone())).await;
+    let proxy = common::proxy::ConnectProxy::start().await;
+    let yaml = format!(
+        r#"
+probe_allowlist: ["localhost:{disc}"]
+modules:
+  oidc: {{jwks: {{source: oidc}}, connection: {{proxy_url: "{proxy}", tls: {{ca_file: "{ca}"}}}}}}
+probes: []
+"#,
+        disc = discovery.port(),
+        proxy = proxy.url(),
+        ca = pki.ca_pem_path().display(),
+    );
+    let d = Daemon::start(&yaml, &[]).await;
+    let (status, _, body) = d
+        .get(&format!(
+            "/probe?module=oidc&target=https://localhost:{}/.well-known/openid-configuration",
+            discovery.port()
+        ))
+        .await;
+    assert_eq!(discovery.requests(), 1, "discovery went through: {body}");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        jwks.connections(),
+        0,
+        "the jwks_uri was fetched through the proxy"
+    );
+    let port = format!(":{}", jwks.port());
+    assert!(
+        proxy.targets().iter().all(|t| !t.ends_with(&port)),
+        "the proxy was asked for the jwks_uri: {:?}",
+        proxy.targets()
+    );
+}
+
 fn proc_status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

@@ -398,7 +398,12 @@ impl HttpClient {
             ProxyChoice::Direct => None,
         };
         let tcp = match via_proxy {
-            Some(p) => self.connect_via_proxy(p, target, deadline, trace).await?,
+            Some(p) => {
+                // The proxy resolves the name, so the addresses cannot be checked here; the
+                // name and port are, before the proxy is asked for anything.
+                admit(self.conn.guard.as_deref(), &target.host, target.port, trace)?;
+                self.connect_via_proxy(p, target, deadline, trace).await?
+            }
             None => {
                 let admitted = admit(self.conn.guard.as_deref(), &target.host, target.port, trace)?;
                 trace.enter(Phase::Resolve);
