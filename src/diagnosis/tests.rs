@@ -53,6 +53,8 @@ fn lookup(resolver: &str, rcode: Option<u16>, failure: Option<Reason>) -> DnsLoo
         rtype: RecordType::A,
         rcode: rcode.map(<ResponseCode as From<u16>>::from),
         answers: usize::from(failure.is_none()),
+        authorities: 0,
+        additionals: 0,
         duration: Duration::from_millis(1),
         failure,
     }

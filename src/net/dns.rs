@@ -18,6 +18,11 @@ pub struct DnsReply {
     pub rcode: ResponseCode,
     /// Records in the answer section, of any type (CNAMEs included).
     pub answer_count: usize,
+    /// Records in the authority and additional sections, as a DNS library that keeps the EDNS
+    /// OPT record among the additional ones counts them (blackbox_exporter's
+    /// `probe_dns_authority_rrs` and `probe_dns_additional_rrs`).
+    pub authority_count: u16,
+    pub additional_count: u16,
     /// A and AAAA addresses from the answer section.
     pub addrs: Vec<IpAddr>,
 }
@@ -111,6 +116,9 @@ pub fn to_reply(msg: &Message) -> DnsReply {
     DnsReply {
         rcode: msg.metadata.response_code,
         answer_count: msg.answers.len(),
+        authority_count: u16::try_from(msg.authorities.len()).unwrap_or(u16::MAX),
+        additional_count: u16::try_from(msg.additionals.len() + usize::from(msg.edns.is_some()))
+            .unwrap_or(u16::MAX),
         addrs,
     }
 }

@@ -54,6 +54,24 @@ family!(
     Gauge,
     "Returns number of entries in the answer resource record list"
 );
+family!(
+    PROBE_DNS_AUTHORITY,
+    "probe_dns_authority_rrs",
+    Gauge,
+    "Returns number of entries in the authority resource record list"
+);
+family!(
+    PROBE_DNS_ADDITIONAL,
+    "probe_dns_additional_rrs",
+    Gauge,
+    "Returns number of entries in the additional resource record list"
+);
+family!(
+    PROBE_DNS_QUERY_SUCCEEDED,
+    "probe_dns_query_succeeded",
+    Gauge,
+    "Displays whether or not the query was executed successfully"
+);
 
 /// A module in blackbox_exporter's form: `query_name` (and `query_type`) fixed, the server
 /// from each request. Only a module can be written so, and then without names or resolvers.
@@ -109,6 +127,9 @@ pub struct DnsLookup {
     /// `None` when no reply came.
     pub rcode: Option<ResponseCode>,
     pub answers: usize,
+    /// Authority and additional records (the OPT record counted), for `/probe`.
+    pub authorities: u16,
+    pub additionals: u16,
     pub duration: Duration,
     pub failure: Option<Reason>,
 }
@@ -181,7 +202,12 @@ impl Kind for Dns {
     ];
     const FAMILIES: &'static [&'static Family] =
         &[&DNS_SUCCESS, &DNS_RCODE, &DNS_ANSWERS, &DNS_DURATION];
-    const BLACKBOX_FAMILIES: &'static [&'static Family] = &[&PROBE_DNS_ANSWERS];
+    const BLACKBOX_FAMILIES: &'static [&'static Family] = &[
+        &PROBE_DNS_ANSWERS,
+        &PROBE_DNS_AUTHORITY,
+        &PROBE_DNS_ADDITIONAL,
+        &PROBE_DNS_QUERY_SUCCEEDED,
+    ];
     type Raw = RawDns;
     type Spec = DnsSpec;
     type Details = Vec<DnsLookup>;
@@ -306,6 +332,8 @@ impl Kind for Dns {
                                 rtype,
                                 rcode: Some(reply.rcode),
                                 answers: reply.answer_count,
+                                authorities: reply.authority_count,
+                                additionals: reply.additional_count,
                                 duration,
                                 failure: reply.failure(),
                             },
@@ -315,6 +343,8 @@ impl Kind for Dns {
                                 rtype,
                                 rcode: None,
                                 answers: 0,
+                                authorities: 0,
+                                additionals: 0,
                                 duration,
                                 failure: Some(e.reason),
                             },
@@ -388,9 +418,21 @@ impl Kind for Dns {
     }
 
     fn blackbox(e: &mut Encoder, details: &Vec<DnsLookup>) {
-        let answers: usize = details.iter().map(|l| l.answers).sum();
-        e.header(&PROBE_DNS_ANSWERS);
-        e.sample(&PROBE_DNS_ANSWERS, &[], answers as f64);
+        // A module makes one lookup; sums keep a many-lookup run meaningful too.
+        let sum = |f: fn(&DnsLookup) -> usize| details.iter().map(f).sum::<usize>() as f64;
+        let counts: [(&Family, f64); 3] = [
+            (&PROBE_DNS_ANSWERS, sum(|l| l.answers)),
+            (&PROBE_DNS_AUTHORITY, sum(|l| usize::from(l.authorities))),
+            (&PROBE_DNS_ADDITIONAL, sum(|l| usize::from(l.additionals))),
+        ];
+        for (f, v) in counts {
+            e.header(f);
+            e.sample(f, &[], v);
+        }
+        // As blackbox: the exchange got a reply (whatever its rcode says).
+        e.header(&PROBE_DNS_QUERY_SUCCEEDED);
+        let replied = !details.is_empty() && details.iter().all(|l| l.rcode.is_some());
+        e.sample(&PROBE_DNS_QUERY_SUCCEEDED, &[], flag(replied));
     }
 }
 
