@@ -58,6 +58,12 @@ family!(
     "Specifies whether probe ip protocol is IP4 or IP6"
 );
 family!(
+    IP_ADDR_HASH,
+    "probe_ip_addr_hash",
+    Gauge,
+    "Specifies the hash of IP address. It's useful to detect if the IP address changes."
+);
+family!(
     DNS_LOOKUP,
     "probe_dns_lookup_time_seconds",
     Gauge,
@@ -134,6 +140,7 @@ pub const FAMILIES: &[&Family] = &[
     &HTTP_LENGTH,
     &HTTP_SSL,
     &IP_PROTOCOL,
+    &IP_ADDR_HASH,
     &DNS_LOOKUP,
     &SSL_EARLIEST,
     &SSL_LEAF,
@@ -178,6 +185,23 @@ pub fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// FNV-1a (32 bits) over the address's bytes, 4 for IPv4 and 16 for IPv6: the value
+/// blackbox_exporter gives `probe_ip_addr_hash` (prober/utils.go `ipHash`), so a dashboard that
+/// watches it for address changes reads the same numbers. Eight lines of arithmetic, not a
+/// dependency.
+fn addr_hash(ip: std::net::IpAddr) -> u32 {
+    let bytes: Vec<u8> = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets().to_vec(),
+            None => v6.octets().to_vec(),
+        },
+    };
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// The value of `key` in a query string.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -200,13 +224,20 @@ fn render(
     };
     let failure = result.failure.as_ref().map(|f| f.reason);
     one(&mut e, &DNS_LOOKUP, &[], trace.phase_secs(Phase::Resolve));
-    // Every blackbox prober reports the address family (tests/blackbox_compat.rs).
+    // Every blackbox prober reports the family of the address it chose, connected or not
+    // (tests/blackbox_compat.rs), and that address hashed.
+    let family = trace
+        .ip_protocol
+        .or(trace.dialled.map(|ip| if ip.is_ipv4() { 4 } else { 6 }));
     one(
         &mut e,
         &IP_PROTOCOL,
         &[],
-        trace.ip_protocol.map(f64::from).unwrap_or(0.0),
+        family.map(f64::from).unwrap_or(0.0),
     );
+    if let Some(ip) = trace.dialled {
+        one(&mut e, &IP_ADDR_HASH, &[], f64::from(addr_hash(ip)));
+    }
     if kind == KindId::Tcp {
         // blackbox's tcp prober has it for its query_response expectations; a tcp module here
         // has none, so it is always 0, but rules written for blackbox find it.
@@ -231,7 +262,8 @@ fn render(
             &mut e,
             &HTTP_LENGTH,
             &[],
-            trace.body_bytes.map(|b| b as f64).unwrap_or(-1.0),
+            // As blackbox: what the response declared, 0 without a response.
+            trace.content_length.map(|n| n as f64).unwrap_or(0.0),
         );
         one(&mut e, &HTTP_SSL, &[], flag(trace.tls.is_some()));
         // The client speaks HTTP/1.1 only, follows no redirect and matches no regex; the

@@ -153,6 +153,17 @@ fn last_modified(headers: &HeaderMap) -> Option<f64> {
     Some(secs(httpdate::parse_http_date(value.trim()).ok()?))
 }
 
+/// The `Content-Length` a response declared, −1 when it declared none or one that is not a
+/// number (as Go's `Response.ContentLength`, which blackbox reports).
+fn declared_length(headers: &HeaderMap) -> i64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(|n| i64::try_from(n).ok())
+        .unwrap_or(-1)
+}
+
 /// An HTTP client bound to one probe's connection settings. It keeps no connections between
 /// runs: each run measures a full resolve, connect and handshake, as the API's first fetch would.
 #[derive(Debug)]
@@ -197,6 +208,7 @@ pub async fn connect_any(
             );
             continue;
         }
+        trace.update(|t| t.dialled = Some(*ip));
         let left = deadline.saturating_duration_since(Instant::now());
         let share = left / u32::try_from(addrs.len() - i).unwrap_or(1);
         match tokio::time::timeout(share, TcpStream::connect(sa)).await {
@@ -494,9 +506,11 @@ impl HttpClient {
             let status = response.status().as_u16();
             // Every response replaces the last one's: blackbox reports the final response's.
             let last_modified = last_modified(response.headers());
+            let declared = declared_length(response.headers());
             trace.update(|t| {
                 t.status_code = Some(status);
                 t.last_modified = last_modified;
+                t.content_length = Some(declared);
             });
             trace.enter(Phase::Transfer);
             let (parts, body) = response.into_parts();

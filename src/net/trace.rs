@@ -59,11 +59,17 @@ pub struct TraceData {
     pub tls: Option<TlsInfo>,
     /// 4 or 6: the address family of the connection used.
     pub ip_protocol: Option<u8>,
+    /// The address last dialled: the one that connected, or the last one tried (a `dns`
+    /// probe's server). `/probe` reports it as blackbox_exporter does, hashed, and its family.
+    pub dialled: Option<std::net::IpAddr>,
     pub status_code: Option<u16>,
     pub body_bytes: Option<u64>,
     /// The last response's `Last-Modified`, in Unix seconds, when it parsed; blackbox's
     /// `probe_http_last_modified_timestamp_seconds`.
     pub last_modified: Option<f64>,
+    /// The last response's declared `Content-Length` (−1: none declared); blackbox's
+    /// `probe_http_content_length`.
+    pub content_length: Option<i64>,
     /// Local clock minus the server's `Date`, in seconds.
     pub clock_offset: Option<crate::net::http::ClockOffset>,
     /// What the `/probe` allowlist kept the run from dialling: `host:port` or an address.

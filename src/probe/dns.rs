@@ -307,6 +307,9 @@ impl Kind for Dns {
 
     async fn run(&self, trace: &Trace, deadline: Instant) -> Outcome<Vec<DnsLookup>> {
         trace.enter(Phase::Resolve);
+        if let Some(ResolverSpec::Server { addr, .. }) = self.spec.resolvers.first() {
+            trace.update(|t| t.dialled = Some(addr.ip()));
+        }
         let lookup_deadline = deadline.checked_sub(MARGIN).unwrap_or(deadline);
         let mut set = JoinSet::new();
         let mut index = 0usize;
