@@ -697,7 +697,7 @@ probes: []
                 "series",
                 "blackbox",
                 "authwatch",
-                "asserted"
+                "same?"
             ],
             &values
         )

@@ -141,6 +141,13 @@ impl DnsServer {
             ));
         }
         let (udp, tcp) = bind_pair(addr).await?;
+        Self::start_on_sockets(udp, tcp)
+    }
+
+    /// Serves on sockets the caller bound, UDP and TCP on one address: for a test inside a
+    /// network namespace it created, on that namespace's own addresses (the constructors above
+    /// keep to loopback). Must be called inside a tokio runtime.
+    pub fn start_on_sockets(udp: UdpSocket, tcp: TcpListener) -> io::Result<Self> {
         let addr = udp.local_addr()?;
         let shared = Arc::new(Shared {
             zone: Mutex::new(HashMap::new()),

@@ -206,6 +206,18 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind HTTP fixture on 127.0.0.1");
+        Self::start_on_listener(listener, tls, mode, handler)
+    }
+
+    /// Serves on a listener the caller bound: for a test inside a network namespace it
+    /// created, on that namespace's own addresses (the constructors above keep to 127.0.0.1).
+    /// Must be called inside a tokio runtime.
+    pub fn start_on_listener(
+        listener: TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+        mode: ServerMode,
+        handler: Handler,
+    ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             handler: Mutex::new(handler),

@@ -1,7 +1,8 @@
 //! Shared fixtures for authwatch integration tests: fake DNS, HTTP(S) and proxy servers, a test PKI,
 //! JWKS generators, a Prometheus text parser and a launcher for the real daemon binary.
 //!
-//! Every server binds 127.0.0.1 only and stops when its handle is dropped. Servers run on the
+//! Every server binds 127.0.0.1 only (or, given a socket the test bound inside a network
+//! namespace it created, that namespace's address) and stops when its handle is dropped. Servers run on the
 //! test's tokio runtime, so tests that also drive the daemon should use
 //! `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`: a blocking call on a
 //! current-thread runtime would freeze the fixtures the daemon is probing.

@@ -80,3 +80,65 @@ pub fn scrape_in(ns: &str, port: u16) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+unsafe extern "C" {
+    fn setns(fd: std::ffi::c_int, nstype: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+const CLONE_NEWNET: std::ffi::c_int = 0x4000_0000;
+
+fn ns_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+impl Netns {
+    /// Runs `ip -n <name> args…`: addresses, routes and links of this namespace.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.0.as_str()];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Joins this namespace to `peer` by a veth pair, each end an (interface, address/prefix),
+    /// both up. The pair is created inside this namespace and its far end moved straight into
+    /// `peer`, so neither end is ever in the host's.
+    pub fn veth(&self, peer: &Netns, here: (&str, &str), there: (&str, &str)) {
+        self.ip(&[
+            "link", "add", here.0, "type", "veth", "peer", "name", there.0, "netns", &peer.0,
+        ]);
+        for (ns, (dev, cidr)) in [(self, here), (peer, there)] {
+            ns.ip(&["addr", "add", cidr, "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+    }
+
+    /// Whether the calling thread is inside this namespace.
+    pub fn is_current(&self) -> bool {
+        let ours = ns_id("/proc/thread-self/ns/net");
+        ours.is_some() && ours == ns_id(&format!("/run/netns/{}", self.0))
+    }
+
+    /// Moves the calling thread into this namespace for the rest of its life: the sockets it
+    /// opens, and the threads and processes it starts from then on, are inside (so a tokio
+    /// runtime built afterwards runs there whole, and fixtures bound by it listen there).
+    /// Other threads of the test binary stay where they are. Panics unless the move took,
+    /// since going on in the host's namespace would send the test's packets out of it.
+    pub fn enter(&self) {
+        use std::os::fd::AsRawFd as _;
+        let path = format!("/run/netns/{}", self.0);
+        let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns reads the descriptor, open for the whole call, and changes only the
+        // calling thread's network namespace.
+        let rc = unsafe { setns(f.as_raw_fd(), CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "setns into {}: {}",
+            self.0,
+            std::io::Error::last_os_error()
+        );
+        assert!(self.is_current(), "thread not in {} after setns", self.0);
+    }
+}
