@@ -44,7 +44,10 @@ impl std::fmt::Debug for Encoder {
 /// thousands of probes never holds the whole text in memory.
 const CHUNK: usize = 128 * 1024;
 
-/// Formats a sample value the way both parsers accept.
+/// Formats a sample value the way both parsers accept: the shortest text that reads back as
+/// the same f64 (Go's ParseFloat, which Prometheus uses, takes the exponent form too). A scrape
+/// writes hundreds of thousands of values; `itoa` and `zmij` (both already in the tree, through
+/// `http` and `serde_json`) write them several times faster than `core::fmt` does.
 pub fn format_value(v: f64, out: &mut String) {
     if v.is_nan() {
         out.push_str("NaN");
@@ -56,9 +59,9 @@ pub fn format_value(v: f64, out: &mut String) {
     } else if v == 1.0 {
         out.push('1');
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        let _ = write!(out, "{v}");
+        out.push_str(zmij::Buffer::new().format_finite(v));
     }
 }
 
@@ -180,26 +183,19 @@ impl Encoder {
         self.line(f.name, suffix, labels, None, v);
     }
 
-    /// A whole histogram series: cumulative bucket counts for `bounds`, then sum and count.
+    /// A whole histogram series: cumulative bucket counts for the bounds spelt `le` (see
+    /// `le_label`; spelt once, not per line), then sum and count.
     pub fn histogram(
         &mut self,
         f: &Family,
         labels: &[(&str, &str)],
-        bounds: &[f64],
+        le: &[&str],
         cumulative: &[u64],
         sum: f64,
         count: u64,
     ) {
-        // One buffer for every bound: a scrape writes a bucket line per bound per probe.
-        let mut le = String::with_capacity(16);
-        for (b, c) in bounds.iter().zip(cumulative) {
-            le.clear();
-            let _ = if b.fract() == 0.0 {
-                write!(le, "{b:.1}")
-            } else {
-                write!(le, "{b}")
-            };
-            self.line(f.name, "_bucket", labels, Some(("le", &le)), *c as f64);
+        for (b, c) in le.iter().zip(cumulative) {
+            self.line(f.name, "_bucket", labels, Some(("le", b)), *c as f64);
         }
         self.line(
             f.name,
@@ -224,6 +220,16 @@ impl Encoder {
             }
         }
         std::mem::take(&mut self.out)
+    }
+}
+
+/// A bucket bound as the `le` label spells it: OpenMetrics wants a whole number written as a
+/// float (`1.0`, not `1`), and both parsers read it.
+pub fn le_label(bound: f64) -> String {
+    if bound.fract() == 0.0 {
+        format!("{bound:.1}")
+    } else {
+        format!("{bound}")
     }
 }
 

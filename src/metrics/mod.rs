@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use crate::config::global::DiagnosisSpec;
 use crate::diagnosis::Diagnosis;
-use crate::encode::{Encoder, Family, family, flag};
+use crate::encode::{Encoder, Family, family, flag, le_label};
 use crate::net::http::ClockOffset;
 use crate::net::tls::TlsInfo;
 use crate::net::trace::TraceData;
@@ -364,26 +364,25 @@ fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>], zeros: bool) {
         }
     });
     per_probe(e, &PROBE_FAILURE, probes, |e, p, [a, b]| {
-        if p.ran() {
+        if !p.ran() {
+            return;
+        }
+        if zeros {
             for r in p.kind().reasons() {
                 let on = p.failure() == Some(r);
-                if on || zeros {
-                    e.sample(&PROBE_FAILURE, &[a, b, ("reason", r.as_label())], flag(on));
-                }
+                e.sample(&PROBE_FAILURE, &[a, b, ("reason", r.as_label())], flag(on));
             }
+        } else if let Some(r) = p.failure() {
+            // `active`: the one series that is 1, without walking the kind's reasons.
+            e.sample(&PROBE_FAILURE, &[a, b, ("reason", r.as_label())], 1.0);
         }
     });
+    let le: Vec<String> = DURATION_BUCKETS.iter().map(|b| le_label(*b)).collect();
+    let le: Vec<&str> = le.iter().map(String::as_str).collect();
     per_probe(e, &PROBE_DURATION, probes, |e, p, l| {
         let h = &p.durations;
         if h.count > 0 {
-            e.histogram(
-                &PROBE_DURATION,
-                &l,
-                &DURATION_BUCKETS,
-                &h.counts,
-                h.sum,
-                h.count,
-            );
+            e.histogram(&PROBE_DURATION, &l, &le, &h.counts, h.sum, h.count);
         }
     });
     per_probe(e, &PROBE_PHASE, probes, |e, p, [a, b]| {
