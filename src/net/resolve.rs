@@ -433,14 +433,11 @@ where
     }
 }
 
-/// A system file read on a probe's hot path: one trip to the blocking pool, and a file over
+/// A system file read on a probe's hot path: read again only when it changed, and a file over
 /// 1 MiB (no real resolv.conf or hosts file) reads as empty rather than filling memory.
-async fn read_small(path: &Path) -> String {
+async fn read_small(path: &Path) -> std::sync::Arc<str> {
     const CAP: u64 = 1 << 20;
-    crate::files::read_limited_async(path, CAP)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    crate::files::read_system_file(path, CAP).await
 }
 
 #[cfg(test)]
