@@ -517,18 +517,26 @@ where
         .header_read_timeout(Duration::from_secs(10))
         .serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
-    let work = async {
-        tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = slot.evict.notified() => {
-                // Idle when chosen: close it now, or after the request it just began.
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.as_mut().await;
-            }
-        }
+    // A connection is recycled after `CONNECTION_LIFETIME`, gracefully: the request in flight
+    // is answered (with `Connection: close`) and an idle one is closed, so a scraper's
+    // keep-alive connection ends between scrapes, never in the middle of one (a hard cut made
+    // every Prometheus scrape that fell on it fail, and reset alerts' `for`). A request still
+    // running `FINISH_WITHIN` later is dropped: nothing holds a slot forever.
+    let ended = tokio::select! {
+        _ = conn.as_mut() => true,
+        _ = slot.evict.notified() => false,
+        _ = tokio::time::sleep(CONNECTION_LIFETIME) => false,
     };
-    let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
+    if !ended {
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(FINISH_WITHIN, conn.as_mut()).await;
+    }
 }
+
+/// How long a connection is kept before it is recycled (see `serve_connection`).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// How long a recycled or evicted connection may take to finish its request.
+const FINISH_WITHIN: Duration = Duration::from_secs(30);
 
 /// Tells a client that arrived when every slot was taken, without waiting on it.
 fn turn_away(stream: &TcpStream) {

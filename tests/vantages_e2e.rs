@@ -208,13 +208,12 @@ async fn clerk(pki: &TestPki, revoked: Arc<AtomicBool>) -> TestServer {
     )
 }
 
-/// 1.3 s, not 1 s: authwatch cuts every HTTP connection 120 s after accepting it, request in
-/// flight or not (src/server.rs, `serve_connection`). Prometheus keeps one connection per target
-/// and scrapes at accept + k·interval, so with any interval that divides 120 s the cut meets a
-/// scrape, which fails, marks the vantage's series stale and restarts every pending alert's
-/// `for` (a 2m one never fires). At 1.3 s the cut falls 0.4 s after a scrape, on an idle
-/// connection; the test asserts that no scrape failed.
-const SCRAPE_INTERVAL: &str = "1300ms";
+/// 1 s, an interval that divides authwatch's 120 s connection lifetime (src/server.rs,
+/// `serve_connection`): Prometheus keeps one connection per target and scrapes at
+/// accept + k·interval, so the recycling meets a scrape. It must end the connection after the
+/// answer, not cut the scrape: a cut marks the vantage's series stale and restarts every
+/// pending alert's `for` (this test caught that, and asserts that no scrape failed).
+const SCRAPE_INTERVAL: &str = "1s";
 
 fn prometheus_config() -> String {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
