@@ -315,7 +315,7 @@ fn render(
         blackbox_details(&mut e, d);
     }
     e.header(&PROBE_FAILURE);
-    for r in kind.reasons() {
+    for &r in kind.reasons() {
         e.sample(
             &PROBE_FAILURE,
             &[("reason", r.as_label())],

@@ -117,11 +117,23 @@ fn check_config(cli: &Cli) -> ExitCode {
     }
     match Config::load(cli.config_file.as_deref()) {
         Ok(c) => {
-            let names: Vec<&str> = c.probes.iter().map(|p| p.name.as_str()).collect();
+            // A generated config of thousands of probes would print one line of megabytes.
+            const LISTED: usize = 20;
+            let mut names: Vec<&str> = c
+                .probes
+                .iter()
+                .take(LISTED)
+                .map(|p| p.name.as_str())
+                .collect();
+            let more = c.probes.len().saturating_sub(LISTED);
+            let more = format!("… and {more} more");
+            if c.probes.len() > LISTED {
+                names.push(&more);
+            }
             println!(
                 "{}: OK, {} probes: {}",
                 c.source,
-                names.len(),
+                c.probes.len(),
                 names.join(", ")
             );
             for gap in coverage_gaps(&c) {

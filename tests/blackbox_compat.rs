@@ -61,8 +61,6 @@ const EXACT_VALUES: &[&str] = &[
 /// How authwatch's answer may differ from blackbox's for one series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Diff {
-    /// authwatch does not return the series.
-    Missing,
     /// authwatch returns it with this one label more and otherwise the same labels.
     ExtraLabel(&'static str),
 }
@@ -77,12 +75,6 @@ const KNOWN_DIFFERENCES: &[(&str, Diff, &str)] = &[
         "probe_ssl_last_chain_info",
         Diff::ExtraLabel("serialnumber"),
         "blackbox added serialnumber after 0.23 (prometheus/blackbox_exporter#1333); authwatch has the newer label set",
-    ),
-    // Gaps, not intent: each needs data the run does not keep yet, outside src/blackbox.rs.
-    (
-        "probe_dns_duration_seconds",
-        Diff::Missing,
-        "not yet: the dns kind times a lookup as a whole, not blackbox's resolve/connect/request phases (src/probe/dns.rs)",
     ),
 ];
 
@@ -271,7 +263,6 @@ fn explained(name: &str, bb: &Shape, aw: Option<&Shape>) -> Option<Diff> {
         .filter(|(n, ..)| *n == name)
         .map(|(_, d, _)| *d)
         .find(|d| match (d, aw) {
-            (Diff::Missing, None) => true,
             (Diff::ExtraLabel(l), Some(aw)) => {
                 let mut without = aw.clone();
                 without.remove(*l).is_some() && without == *bb

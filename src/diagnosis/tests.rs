@@ -55,6 +55,7 @@ fn lookup(resolver: &str, rcode: Option<u16>, failure: Option<Reason>) -> DnsLoo
         answers: usize::from(failure.is_none()),
         authorities: 0,
         additionals: 0,
+        exchange: [Duration::ZERO; 2],
         duration: Duration::from_millis(1),
         failure,
     }

@@ -368,7 +368,7 @@ fn render_runs(e: &mut Encoder, probes: &[Arc<ProbeState>], zeros: bool) {
             return;
         }
         if zeros {
-            for r in p.kind().reasons() {
+            for &r in p.kind().reasons() {
                 let on = p.failure() == Some(r);
                 e.sample(&PROBE_FAILURE, &[a, b, ("reason", r.as_label())], flag(on));
             }
@@ -437,7 +437,7 @@ fn render_detours(e: &mut Encoder, probes: &[Arc<ProbeState>], zeros: bool) {
     per_probe(e, &PROBE_DETOUR_FAILURE, probes, |e, p, [a, b]| {
         if let Some(d) = &p.detour {
             let r = d.resolver.label();
-            for reason in p.kind().reasons() {
+            for &reason in p.kind().reasons() {
                 let on = d.failure == Some(reason);
                 if !on && !zeros {
                     continue;

@@ -23,6 +23,10 @@ pub struct DnsReply {
     /// `probe_dns_authority_rrs` and `probe_dns_additional_rrs`).
     pub authority_count: u16,
     pub additional_count: u16,
+    /// Setting up the socket (UDP) or connecting (TCP), and from the query sent to the reply,
+    /// for the exchange that answered: blackbox_exporter's `connect` and `request` phases.
+    pub connect: std::time::Duration,
+    pub request: std::time::Duration,
     /// A and AAAA addresses from the answer section.
     pub addrs: Vec<IpAddr>,
 }
@@ -119,6 +123,8 @@ pub fn to_reply(msg: &Message) -> DnsReply {
         authority_count: u16::try_from(msg.authorities.len()).unwrap_or(u16::MAX),
         additional_count: u16::try_from(msg.additionals.len() + usize::from(msg.edns.is_some()))
             .unwrap_or(u16::MAX),
+        connect: std::time::Duration::ZERO,
+        request: std::time::Duration::ZERO,
         addrs,
     }
 }
@@ -144,8 +150,10 @@ pub async fn query(
                 .parse()
                 .map_err(|_| DnsError::BadName(name.into()))?
         };
+        let started = std::time::Instant::now();
         let sock = UdpSocket::bind(bind).await.map_err(io_err)?;
         sock.connect(server).await.map_err(io_err)?;
+        let connected = std::time::Instant::now();
         sock.send(&bytes).await.map_err(io_err)?;
         let mut buf = vec![0u8; 4096];
         loop {
@@ -157,10 +165,16 @@ pub async fn query(
             if msg.metadata.truncation {
                 break;
             }
-            return Ok(to_reply(&msg));
+            return Ok(DnsReply {
+                connect: connected - started,
+                request: connected.elapsed(),
+                ..to_reply(&msg)
+            });
         }
     }
+    let started = std::time::Instant::now();
     let mut stream = TcpStream::connect(server).await.map_err(io_err)?;
+    let connected = std::time::Instant::now();
     let len = u16::try_from(bytes.len()).map_err(|_| DnsError::BadName(name.into()))?;
     let mut framed = Vec::with_capacity(bytes.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
@@ -178,7 +192,11 @@ pub async fn query(
             detail: "reply id does not match the query".into(),
         });
     }
-    Ok(to_reply(&msg))
+    Ok(DnsReply {
+        connect: connected - started,
+        request: connected.elapsed(),
+        ..to_reply(&msg)
+    })
 }
 
 /// The rcode as dig prints it (`NOERROR`, `SERVFAIL`, `NXDOMAIN`, `REFUSED`, …): the names

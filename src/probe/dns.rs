@@ -67,6 +67,12 @@ family!(
     "Returns number of entries in the additional resource record list"
 );
 family!(
+    PROBE_DNS_DURATION,
+    "probe_dns_duration_seconds",
+    Gauge,
+    "Duration of DNS request by phase"
+);
+family!(
     PROBE_DNS_QUERY_SUCCEEDED,
     "probe_dns_query_succeeded",
     Gauge,
@@ -130,6 +136,8 @@ pub struct DnsLookup {
     /// Authority and additional records (the OPT record counted), for `/probe`.
     pub authorities: u16,
     pub additionals: u16,
+    /// The answering exchange's connect and request times (zero without a reply).
+    pub exchange: [Duration; 2],
     pub duration: Duration,
     pub failure: Option<Reason>,
 }
@@ -207,6 +215,7 @@ impl Kind for Dns {
         &PROBE_DNS_AUTHORITY,
         &PROBE_DNS_ADDITIONAL,
         &PROBE_DNS_QUERY_SUCCEEDED,
+        &PROBE_DNS_DURATION,
     ];
     type Raw = RawDns;
     type Spec = DnsSpec;
@@ -337,6 +346,7 @@ impl Kind for Dns {
                                 answers: reply.answer_count,
                                 authorities: reply.authority_count,
                                 additionals: reply.additional_count,
+                                exchange: [reply.connect, reply.request],
                                 duration,
                                 failure: reply.failure(),
                             },
@@ -348,6 +358,7 @@ impl Kind for Dns {
                                 answers: 0,
                                 authorities: 0,
                                 additionals: 0,
+                                exchange: [Duration::ZERO; 2],
                                 duration,
                                 failure: Some(e.reason),
                             },
@@ -431,6 +442,13 @@ impl Kind for Dns {
         for (f, v) in counts {
             e.header(f);
             e.sample(f, &[], v);
+        }
+        // blackbox's phases: resolving the server (an address here, so nothing), setting up
+        // the socket, and the exchange; summed over the run's lookups.
+        let phase = |i: usize| details.iter().map(|l| l.exchange[i].as_secs_f64()).sum::<f64>();
+        e.header(&PROBE_DNS_DURATION);
+        for (name, v) in [("resolve", 0.0), ("connect", phase(0)), ("request", phase(1))] {
+            e.sample(&PROBE_DNS_DURATION, &[("phase", name)], v);
         }
         // As blackbox: the exchange got a reply (whatever its rcode says).
         e.header(&PROBE_DNS_QUERY_SUCCEEDED);

@@ -339,10 +339,15 @@ macro_rules! kinds {
                 }
             }
 
-            /// Every reason a run of this kind can fail with, in a stable order.
-            pub fn reasons(self) -> Vec<Reason> {
+            /// Every reason a run of this kind can fail with, in a stable order. Built once
+            /// per kind: a scrape asks for it once per probe.
+            pub fn reasons(self) -> &'static [Reason] {
                 match self {
-                    $(KindId::$V => reasons_of::<$ty>(),)+
+                    $(KindId::$V => {
+                        static REASONS: std::sync::OnceLock<Vec<Reason>> =
+                            std::sync::OnceLock::new();
+                        REASONS.get_or_init(reasons_of::<$ty>)
+                    })+
                 }
             }
 

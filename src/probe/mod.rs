@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(labels.len(), KindId::ALL.len());
         for k in KindId::ALL {
             let r = k.reasons();
-            let mut d = r.clone();
+            let mut d = r.to_vec();
             d.sort();
             d.dedup();
             assert_eq!(d.len(), r.len(), "{k:?} repeats a reason");
