@@ -1123,6 +1123,8 @@ struct AwSide {
     cpu: f64,
     rss: f64,
     hwm: f64,
+    /// `RssAnon`: the heap and stacks; the rest of VmRSS is file-backed (the binary's pages).
+    anon: f64,
     succeeding: usize,
     /// `/metrics` at the end of the window.
     body: String,
@@ -1144,6 +1146,7 @@ struct BbSide {
     cpu: f64,
     rss: f64,
     hwm: f64,
+    anon: f64,
     own_bytes: usize,
     gz_bytes: usize,
     gz_encoding: String,
@@ -1256,13 +1259,14 @@ async fn phase(
         (
             proc_status_bytes(p.pid(), "VmRSS"),
             proc_status_bytes(p.pid(), "VmHWM"),
+            proc_status_bytes(p.pid(), "RssAnon"),
         )
     };
     let prom_rss = rss(&prom).0;
 
     let aw_side = match (&aw, snap_a, body_b) {
         (Some((p, addr, started)), Some((snap_a, mid_a)), Some((body, mid_b))) => {
-            let (rss, hwm) = rss(p);
+            let (rss, hwm, anon) = rss(p);
             let snap_b = aw_snap(&body);
             let cpu = cpu_b.0 - cpu_a.0;
             // The counters were read inside our two scrapes, just outside the CPU window:
@@ -1290,6 +1294,7 @@ async fn phase(
                 runs,
                 cpu,
                 rss,
+                anon,
                 hwm,
                 succeeding: snap_b.succeeding,
                 local_gzip: gzip_size(body.as_bytes(), f.dir.path()),
@@ -1311,7 +1316,7 @@ async fn phase(
 
     let bb_side = match &bb {
         Some((p, addr)) => {
-            let (rss, hwm) = rss(p);
+            let (rss, hwm, anon) = rss(p);
             let own = get(*addr, "/metrics", &[])
                 .await
                 .expect("blackbox /metrics");
@@ -1338,6 +1343,7 @@ async fn phase(
                 started: prom_started,
                 cpu: cpu_b.1 - cpu_a.1,
                 rss,
+                anon,
                 hwm,
                 own_bytes: own.body.len(),
                 gz_bytes: gz.body.len(),
@@ -1511,6 +1517,13 @@ async fn compare(s: &Settings, n: usize) {
             mb(b.rss),
             ratio(a.rss, b.rss),
             rss_target,
+        ),
+        row(
+            "   of it anonymous (RssAnon: heap and stacks; the rest is the binary's file-backed pages), MB",
+            mb(a.anon),
+            mb(b.anon),
+            ratio(a.anon, b.anon),
+            dash().as_str(),
         ),
         row(
             &format!("{rss_row}. peak RSS (VmHWM) at end of window, MB"),
