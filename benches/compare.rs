@@ -68,6 +68,9 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
+
+use support::{env_u64, loadavg};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -121,16 +124,6 @@ struct Settings {
     floor: Duration,
     /// authwatch's window first, then blackbox_exporter's, instead of both in one.
     sequential: bool,
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        _ => default,
-    }
 }
 
 fn settings() -> Settings {
@@ -263,19 +256,6 @@ fn proc_status_bytes(pid: u32, key: &str) -> f64 {
             })
         })
         .map_or(f64::NAN, |kb| kb * 1024.0)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port on 127.0.0.1")
-        .port()
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -711,7 +691,7 @@ fn prometheus_config(
 fn start_nginx(f: &Files, jwks: &str) -> (Proc, u16) {
     let leaf = f.pki.good(&["localhost", "127.0.0.1"]);
     leaf.write_pem_files(f.dir.path(), "leaf");
-    let port = free_port();
+    let port = common::free_port();
     let conf = f.path("nginx.conf");
     std::fs::write(&conf, nginx_conf(f, port, jwks)).expect("write nginx.conf");
     let mut cmd = Command::new(NGINX);
@@ -786,7 +766,7 @@ fn spawn_authwatch(f: &Files, name: &str, yaml: &str, port: u16) -> (Proc, Socke
 fn spawn_blackbox(f: &Files) -> (Proc, SocketAddr) {
     let config = f.path("blackbox.yml");
     std::fs::write(&config, blackbox_config(f)).expect("write blackbox.yml");
-    let port = free_port();
+    let port = common::free_port();
     let mut cmd = Command::new(BLACKBOX);
     cmd.arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"));
@@ -1001,7 +981,7 @@ async fn timed_gets(addr: SocketAddr, path: &str, n: usize) -> Timed {
 /// whose first run had finished by then).
 async fn idle_rss(f: &Files, nginx: u16, n: usize) -> (f64, usize) {
     let yaml = authwatch_config(f, nginx, n, "1h");
-    let (mut p, addr, _) = spawn_authwatch(f, &format!("idle-{n}"), &yaml, free_port());
+    let (mut p, addr, _) = spawn_authwatch(f, &format!("idle-{n}"), &yaml, common::free_port());
     // Every probe's task is spawned, its memory allocated, before the server starts to serve.
     wait_ok(&mut p, addr, "/-/healthy").await;
     let rss = proc_status_bytes(p.pid(), "VmRSS");
@@ -1078,31 +1058,22 @@ fn print_table(title: &str, rows: &[Row]) {
         "ratio",
         "target",
     ];
-    let cells: Vec<[&str; 5]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| [&*r.figure, &*r.aw, &*r.bb, &*r.ratio, &*r.target])
+        .map(|r| {
+            vec![
+                r.figure.clone(),
+                r.aw.clone(),
+                r.bb.clone(),
+                r.ratio.clone(),
+                r.target.clone(),
+            ]
+        })
         .collect();
-    let mut widths = head.map(|h| h.chars().count());
-    for c in &cells {
-        for (w, cell) in widths.iter_mut().zip(c) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |c: [&str; 5]| {
-        let parts: Vec<String> = c
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        format!("| {} |\n", parts.join(" | "))
-    };
-    let mut out = format!("\n{title}\n\n{}", line(head));
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    let _ = writeln!(out, "|-{}-|", rule.join("-|-"));
-    for c in cells {
-        out.push_str(&line(c));
-    }
-    print!("{out}");
+    print!(
+        "\n{title}\n\n{}",
+        common::markdown_table(&head, &cells, false)
+    );
     let _ = io::stdout().flush();
 }
 
@@ -1197,8 +1168,8 @@ async fn phase(
     } else {
         None
     };
-    let aw_port = free_port();
-    let prom_port = free_port();
+    let aw_port = common::free_port();
+    let prom_port = common::free_port();
     let prom_addr = loopback(prom_port);
     let prom_yaml = prometheus_config(
         f,
@@ -1763,23 +1734,8 @@ async fn run(s: Settings) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
-    // and a test run must not spend minutes loading the machine.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("compare: a benchmark; run it with `bash benches/compare.sh`");
-        return;
-    }
-    let s = settings();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
-        // Dropping the benchmark future on Ctrl-C drops every child, which kills its group.
-        tokio::select! {
-            _ = run(s) => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("interrupted; child processes stopped"),
-        }
-    });
+    support::main(
+        "compare: a benchmark; run it with `bash benches/compare.sh`",
+        || run(settings()),
+    );
 }

@@ -34,6 +34,9 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
+
+use support::{env_u64, loadavg};
 
 use std::collections::BTreeMap;
 use std::io::{self, Write as _};
@@ -81,15 +84,6 @@ impl Settings {
     fn wants(&self, scenario: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == scenario)
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    let v = std::env::var(name).ok();
-    let v = v.as_deref().map(str::trim).filter(|v| !v.is_empty());
-    v.map_or(default, |s| {
-        s.parse()
-            .unwrap_or_else(|_| panic!("{name}={s:?} is not a whole number"))
-    })
 }
 
 fn env_secs(name: &str, default: u64) -> Duration {
@@ -499,40 +493,13 @@ fn f3(v: f64) -> String {
 }
 
 fn print_table(title: &str, head: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:>w$}"))
-            .collect();
-        format!("| {} |", parts.join(" | "))
-    };
-    let mut out = format!("\n{title}\n{}\n", line(head.to_vec()));
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-        out.push('\n');
-    }
-    print!("{out}");
+    print!("\n{title}\n{}", common::markdown_table(head, rows, true));
     let _ = io::stdout().flush();
 }
 
 fn note(msg: &str) {
     println!("  {msg}");
     let _ = io::stdout().flush();
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1493,23 +1460,8 @@ async fn run(s: Settings) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
-    // and a test run must not spend minutes loading the machine.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("load: a benchmark; run it with `cargo bench --bench load`");
-        return;
-    }
-    let s = settings();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
-        // Dropping the benchmark future on Ctrl-C drops every daemon, which kills and reaps it.
-        tokio::select! {
-            _ = run(s) => {}
-            _ = tokio::signal::ctrl_c() => eprintln!("interrupted; daemons stopped"),
-        }
-    });
+    support::main(
+        "load: a benchmark; run it with `cargo bench --bench load`",
+        || run(settings()),
+    );
 }

@@ -190,16 +190,15 @@ pub fn url_decode(s: &str) -> String {
 /// watches it for address changes reads the same numbers. Eight lines of arithmetic, not a
 /// dependency.
 fn addr_hash(ip: std::net::IpAddr) -> u32 {
-    let bytes: Vec<u8> = match ip {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.octets().to_vec(),
-            None => v6.octets().to_vec(),
-        },
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        })
     };
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => fnv(&v4.octets()),
+        std::net::IpAddr::V6(v6) => fnv(&v6.octets()),
+    }
 }
 
 /// The value of `key` in a query string.
@@ -225,16 +224,12 @@ fn render(
     let failure = result.failure.as_ref().map(|f| f.reason);
     one(&mut e, &DNS_LOOKUP, &[], trace.phase_secs(Phase::Resolve));
     // Every blackbox prober reports the family of the address it chose, connected or not
-    // (tests/blackbox_compat.rs), and that address hashed.
+    // (tests/blackbox_compat.rs), and that address hashed. The address connected to, when one
+    // did, is the last one dialled.
     let family = trace
-        .ip_protocol
-        .or(trace.dialled.map(|ip| if ip.is_ipv4() { 4 } else { 6 }));
-    one(
-        &mut e,
-        &IP_PROTOCOL,
-        &[],
-        family.map(f64::from).unwrap_or(0.0),
-    );
+        .dialled
+        .map_or(0.0, |ip| if ip.is_ipv4() { 4.0 } else { 6.0 });
+    one(&mut e, &IP_PROTOCOL, &[], family);
     if let Some(ip) = trace.dialled {
         one(&mut e, &IP_ADDR_HASH, &[], f64::from(addr_hash(ip)));
     }

@@ -10,13 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+mod common;
 #[path = "common/rules.rs"]
 mod rules;
 use rules::Rule;
@@ -397,10 +398,7 @@ impl Alertmanager {
         // The port is picked free and released before Alertmanager binds it: retry on a race.
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temporary directory");
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port on 127.0.0.1")
-                .port();
+            let port = common::free_port();
             let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
             let child = Command::new(&bin)
                 .arg(format!("--config.file={}", config.display()))

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,8 +21,9 @@ use serde_json::Value;
 use common::daemon::Daemon;
 use common::dns::{Behavior, DnsServer};
 use common::http::{ResponseSpec, TestServer, http_get};
-use common::prometheus::{Prometheus, free_port};
+use common::prometheus::Prometheus;
 use common::tls::{DEFAULT_NAMES, TestPki};
+use common::{free_port, markdown_table};
 
 /// Debian's `prometheus-blackbox-exporter` package installs the binary under this name.
 const BLACKBOX_BIN: &str = "prometheus-blackbox-exporter";
@@ -299,30 +300,6 @@ fn summary(per: &[[String; 4]], col: usize) -> String {
     parts.join(", ")
 }
 
-/// Lays out rows as a Markdown table, columns padded to their widest cell.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect();
-        format!("| {} |\n", padded.join(" | "))
-    };
-    let mut out = line(head.to_vec());
-    out.push_str(&line(widths.iter().map(|_| "---").collect()));
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blackbox_scrape_config_gets_the_same_series_from_authwatch() {
     let pki = TestPki::new();
@@ -339,11 +316,8 @@ async fn a_blackbox_scrape_config_gets_the_same_series_from_authwatch() {
     let http = TestServer::start(page).await;
     let https = TestServer::start_tls(&leaf, page).await;
     let https_untrusted = TestServer::start_tls(&untrusted, page).await;
-    let refused = {
-        // A port nothing listens on any more: connecting is refused.
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    // A port nothing listens on any more: connecting is refused.
+    let refused = free_port();
     let dns = DnsServer::with_zone([(
         "clerk.test",
         Behavior::a([Ipv4Addr::new(192, 0, 2, 7), Ipv4Addr::new(192, 0, 2, 8)]),
@@ -599,10 +573,13 @@ probes: []
             ]
         })
         .collect();
-    println!("\n{}", table(&["module", "target", "expected"], &targets));
+    println!(
+        "\n{}",
+        markdown_table(&["module", "target", "expected"], &targets, false)
+    );
     println!(
         "{}",
-        table(
+        markdown_table(
             &[
                 "module",
                 "series",
@@ -610,7 +587,8 @@ probes: []
                 "authwatch labels",
                 "same?"
             ],
-            &rows
+            &rows,
+            false
         )
     );
     println!(
@@ -681,7 +659,7 @@ probes: []
     }
     println!(
         "\n{}",
-        table(
+        markdown_table(
             &[
                 "module",
                 "target",
@@ -690,7 +668,8 @@ probes: []
                 "authwatch",
                 "same?"
             ],
-            &values
+            &values,
+            false
         )
     );
 

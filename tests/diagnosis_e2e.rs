@@ -493,9 +493,7 @@ probes:
 "#,
     )
     .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = common::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authwatch"))
         .arg("--config.file")
         .arg(&cfg)

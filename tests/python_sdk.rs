@@ -54,10 +54,7 @@ impl SdkApi {
     }
 
     fn start_with(api_url: &str, ca: Option<&std::path::Path>, env: &[(&str, &str)]) -> SdkApi {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = common::free_port();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/python_api.py");
         let mut cmd = std::process::Command::new(python());
         cmd.arg(script)

@@ -157,9 +157,9 @@ impl TrustCache {
         }
     }
 
-    /// The verifiers for the current store plus `extra_ca`, built once per store and CA file.
-    pub fn verifiers(&self, extra_ca: Option<&Path>) -> Verifiers {
-        let store = self.get();
+    /// The verifiers for `store` (the current one) plus `extra_ca`, built once per store and
+    /// CA file.
+    fn verifiers(&self, store: Arc<TrustStore>, extra_ca: Option<&Path>) -> Verifiers {
         let mut cache = crate::lock(&self.verifiers);
         if !cache.0.as_ref().is_some_and(|s| Arc::ptr_eq(s, &store)) {
             *cache = (Some(store.clone()), HashMap::new());
@@ -185,16 +185,17 @@ impl TrustCache {
         extra_ca: Option<&Path>,
         bundled: bool,
     ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-        let (system, reference) = self.verifiers(extra_ca);
+        // One look at the store per run; the verifiers are needed only to build a config.
         let store = self.get();
         let mut cache = crate::lock(&self.configs);
         if !cache.0.as_ref().is_some_and(|s| Arc::ptr_eq(s, &store)) {
-            *cache = (Some(store), HashMap::new());
+            *cache = (Some(store.clone()), HashMap::new());
         }
         let key = (extra_ca.map(Path::to_path_buf), bundled);
         if let Some(c) = cache.1.get(&key) {
             return Ok(c.clone());
         }
+        let (system, reference) = self.verifiers(store, extra_ca);
         let primary = if bundled { reference.clone() } else { system };
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?

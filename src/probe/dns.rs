@@ -463,50 +463,44 @@ impl Kind for Dns {
 /// of descriptors observed the daemon, not the network, so that names the run wherever in the
 /// order it happened (which lookups got a socket first is up to the scheduler).
 fn first_failure(lookups: &[DnsLookup]) -> Option<Failure> {
-    if let Some(l) = lookups
+    let exhausted = lookups
         .iter()
-        .find(|l| l.failure == Some(Reason::LocalResourcesExhausted))
-    {
-        return Some(Failure::new(
-            Reason::LocalResourcesExhausted,
-            format!(
-                "resolver {}: {} {}: no socket (local_resources_exhausted)",
-                l.resolver.label(),
-                l.name,
-                type_label(l.rtype)
-            ),
-        ));
-    }
+        .find(|l| l.failure == Some(Reason::LocalResourcesExhausted));
+    let worst = exhausted.or_else(|| worst_of_first_failing_pair(lookups))?;
+    let reason = worst.failure.unwrap_or(Reason::DnsError);
+    let what = match worst.rcode {
+        Some(rc) => format!("{} with {} answers", rcode_name(rc), worst.answers),
+        None => format!("no answer ({})", reason.as_label()),
+    };
+    Some(Failure::new(
+        reason,
+        format!(
+            "resolver {}: {} {}: {what}",
+            worst.resolver.label(),
+            worst.name,
+            type_label(worst.rtype)
+        ),
+    ))
+}
+
+/// The most telling lookup of the first (resolver, name) pair, in configured order, of which
+/// no record type answered.
+fn worst_of_first_failing_pair(lookups: &[DnsLookup]) -> Option<&DnsLookup> {
     let mut pairs: Vec<(&ResolverSpec, &str)> = Vec::new();
     for l in lookups {
         if !pairs.contains(&(&l.resolver, l.name.as_str())) {
             pairs.push((&l.resolver, &l.name));
         }
     }
-    for (resolver, name) in pairs {
-        let of_pair: Vec<&DnsLookup> = lookups
-            .iter()
-            .filter(|l| &l.resolver == resolver && l.name == name)
-            .collect();
-        if of_pair.iter().any(|l| l.failure.is_none()) {
-            continue;
-        }
-        let worst = of_pair
-            .iter()
-            .min_by_key(|l| severity_rank(l.failure.unwrap_or(Reason::DnsError)))?;
-        let reason = worst.failure.unwrap_or(Reason::DnsError);
-        let what = match worst.rcode {
-            Some(rc) => format!("{} with {} answers", rcode_name(rc), worst.answers),
-            None => format!("no answer ({})", reason.as_label()),
+    pairs.into_iter().find_map(|(resolver, name)| {
+        let of_pair = || {
+            lookups
+                .iter()
+                .filter(move |l| &l.resolver == resolver && l.name == name)
         };
-        return Some(Failure::new(
-            reason,
-            format!(
-                "resolver {}: {name} {}: {what}",
-                resolver.label(),
-                type_label(worst.rtype)
-            ),
-        ));
-    }
-    None
+        if of_pair().any(|l| l.failure.is_none()) {
+            return None;
+        }
+        of_pair().min_by_key(|l| severity_rank(l.failure.unwrap_or(Reason::DnsError)))
+    })
 }

@@ -22,6 +22,45 @@ pub mod tls;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// A port free on 127.0.0.1 a moment ago, for servers that take their address as a flag (or a
+/// port to be refused on, nothing listening there any more).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Lays out rows as a Markdown table, each column padded to its widest cell (counted in
+/// characters: cells hold `—`, `≤` and `×`), left-aligned or right-aligned.
+pub fn markdown_table(head: &[&str], rows: &[Vec<String>], right_align: bool) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                if right_align {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        format!("| {} |\n", parts.join(" | "))
+    };
+    let mut out = line(head.to_vec());
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&format!("|-{}-|\n", rule.join("-|-")));
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
 /// Seconds since the Unix epoch, for comparing with timestamps the daemon exports.
 pub fn unix_now() -> i64 {
     SystemTime::now()

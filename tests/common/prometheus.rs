@@ -1,13 +1,14 @@
 //! A real Prometheus server (Debian's `prometheus` binary) on 127.0.0.1, started by a test with
 //! its own config and rules, queried over its HTTP API, and killed when dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::free_port;
 use super::http::http_get;
 
 pub struct Prometheus {
@@ -35,12 +36,6 @@ pub fn encode(v: &str) -> String {
         }
     }
     out
-}
-
-/// A port free on 127.0.0.1 a moment ago, for servers that take their address as a flag.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
-    l.local_addr().expect("local addr").port()
 }
 
 impl Prometheus {
